@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.cleaning import CleanBatch
+from modeling.bundle import load_stack
+from modeling.cleaning import CleanBatch, clean
+from modeling.features import engineer
+from modeling.stacking import Stack
 
 
 @dataclass(frozen=True)
@@ -31,17 +35,40 @@ class Prediction:
 
 
 class Predictor:
-    """Interface placeholder; the implementation lands with the stacking code.
+    """Scores raw rows with a fitted :class:`~modeling.stacking.Stack`.
 
-    ``name``, ``version`` and ``threshold`` describe the model;
-    ``predict(columns, n_rows)`` takes column name -> raw values (FP64 arrays for
-    numeric columns, str/bytes arrays for text columns) and returns a Prediction.
+    Attributes:
+        name: the bundle's name (its directory name).
+        version: the bundle's creation time, which identifies one training run.
+        threshold: the probability at and above which ``label`` is 1.
+        manifest: the bundle's verified manifest.
     """
 
-    name: str
-    version: str
-    threshold: float
+    def __init__(self, stack: Stack, manifest: Mapping[str, Any]) -> None:
+        self.stack = stack
+        self.manifest = dict(manifest)
+        self.name = str(manifest.get("name", "model"))
+        self.version = str(manifest.get("created_at", "1"))
+        self.threshold = stack.threshold
 
-    def predict(self, columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int) -> Prediction:
-        """Clean and score ``n_rows`` rows given as columns."""
-        raise NotImplementedError
+    @classmethod
+    def from_bundle(cls, directory: Path) -> Predictor:
+        """Load and verify the bundle in ``directory``."""
+        stack, manifest = load_stack(directory)
+        return cls(stack, manifest)
+
+    def predict(
+        self, columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int
+    ) -> Prediction:
+        """Clean and score ``n_rows`` rows given as raw columns.
+
+        Numeric columns may be float arrays or raw values; text columns may be
+        ``str`` or ``bytes``. Absent columns count as missing.
+        """
+        batch = clean(columns, n_rows)
+        if n_rows == 0:
+            empty = np.empty(0)
+            return Prediction(empty, empty.astype(np.int64), batch)
+        probability = self.stack.predict_proba(engineer(batch.matrix))
+        label = (probability >= self.threshold).astype(np.int64)
+        return Prediction(probability, label, batch)

@@ -1,0 +1,7 @@
+"""Entry point of ``python -m modeling``."""
+
+import sys
+
+from modeling.cli import main
+
+sys.exit(main())

@@ -1,0 +1,18 @@
+"""Base learners and the meta-learner, each saved in a native, non-executable format.
+
+Every learner takes the cleaned ``(n, 100)`` matrix from :mod:`modeling.cleaning`
+(plus engineered columns from :mod:`modeling.features`), so all of them see exactly
+the same input in training and in serving.
+"""
+
+from modeling.learners.base import Learner
+from modeling.learners.catboost_learner import CatBoostLearner
+from modeling.learners.lightgbm_learner import LightGBMLearner
+from modeling.learners.logistic import LogisticLearner
+
+LEARNERS: dict[str, type[Learner]] = {
+    learner.name: learner for learner in (LogisticLearner, LightGBMLearner, CatBoostLearner)
+}
+"""Base learners by name, in the order their predictions feed the meta-learner."""
+
+__all__ = ["LEARNERS", "CatBoostLearner", "Learner", "LightGBMLearner", "LogisticLearner"]

@@ -1,0 +1,81 @@
+"""Gradient-boosted oblivious trees with CatBoost, categories handled natively."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from catboost import CatBoostClassifier, FeaturesData, Pool
+from numpy.typing import NDArray
+
+from modeling.learners.base import Learner
+from modeling.schema import CATEGORY_INDEX
+
+_MISSING_CATEGORY = "missing"
+_CODE_TEXT = np.array([str(code) for code in range(64)] + [_MISSING_CATEGORY], dtype=object)
+
+
+def _pool(features: NDArray[np.float64], target: NDArray[np.int_] | None = None) -> Pool:
+    """Build a Pool through FeaturesData, CatBoost's fast path (about 10x a generic array).
+
+    Category codes become short strings (CatBoost's categories are labels, not numbers);
+    a missing category is its own label.
+    """
+    is_category = np.zeros(features.shape[1], dtype=bool)
+    is_category[list(CATEGORY_INDEX)] = True
+    codes = features[:, is_category]
+    codes = np.where(np.isnan(codes), len(_CODE_TEXT) - 1, codes).astype(np.intp)
+    data = FeaturesData(
+        num_feature_data=np.ascontiguousarray(features[:, ~is_category], dtype=np.float32),
+        cat_feature_data=_CODE_TEXT[codes],
+    )
+    return Pool(data, label=target)
+
+
+class CatBoostLearner(Learner):
+    """CatBoost binary classifier; saved in CatBoost's own ``.cbm`` format.
+
+    Parameters are passed to :class:`catboost.CatBoostClassifier` as they are.
+    """
+
+    name: ClassVar[str] = "catboost"
+    filename: ClassVar[str] = "catboost.cbm"
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._model: CatBoostClassifier | None = None
+
+    def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
+        """Train on all rows."""
+        params = {"random_seed": 0, "verbose": 0, "allow_writing_files": False, **self.params}
+        self._model = CatBoostClassifier(**params).fit(_pool(features, target))
+        return self
+
+    @property
+    def model(self) -> CatBoostClassifier:
+        """The fitted model (raises when the learner was not fitted)."""
+        if self._model is None:
+            raise RuntimeError("CatBoostLearner is not fitted")
+        return self._model
+
+    def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """P(y = 1) on one thread (online batches are small; replicas give parallelism)."""
+        raw = self.model.predict(
+            _pool(features), prediction_type="RawFormulaVal", thread_count=1
+        )
+        return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=np.float64)
+
+    def save(self, directory: Path) -> Path:
+        """Write the model in CatBoost's binary ``cbm`` format."""
+        path = directory / self.filename
+        self.model.save_model(str(path), format="cbm")
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """Read a model written by :meth:`save`."""
+        learner = cls()
+        learner._model = CatBoostClassifier()
+        learner._model.load_model(str(directory / cls.filename), format="cbm")
+        return learner

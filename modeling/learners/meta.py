@@ -1,0 +1,70 @@
+"""The stacking meta-learner: a logistic regression on the base learners' logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modeling.learners.logistic import sigmoid
+
+_EPSILON = 1e-6
+
+
+def logit(probability: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Log-odds of probabilities clipped away from 0 and 1."""
+    clipped = np.clip(probability, _EPSILON, 1 - _EPSILON)
+    return np.asarray(np.log(clipped / (1 - clipped)), dtype=np.float64)
+
+
+class MetaLearner:
+    """Combines base-learner probabilities ``(n, k)`` into one probability.
+
+    Working on logits keeps the combination close to a weighted average of
+    log-odds, which is what well-calibrated boosted models agree on. ``C`` is kept
+    large because there are only ``k`` weights to learn from many rows.
+    """
+
+    filename = "meta.json"
+
+    def __init__(self, names: list[str], c: float = 1.0) -> None:
+        self.names = names
+        self.c = c
+        self.coef = np.zeros(len(names))
+        self.intercept = 0.0
+
+    def fit(self, base_probabilities: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
+        """Fit the weights on out-of-fold base predictions."""
+        from sklearn.linear_model import LogisticRegression  # training-only dependency
+
+        model = LogisticRegression(C=self.c, max_iter=1000).fit(logit(base_probabilities), target)
+        self.coef = model.coef_.ravel().astype(np.float64)
+        self.intercept = float(model.intercept_[0])
+        return self
+
+    def predict_proba(self, base_probabilities: NDArray[np.float64]) -> NDArray[np.float64]:
+        """P(y = 1) from the base learners' probabilities, columns in ``names`` order."""
+        return sigmoid(logit(base_probabilities) @ self.coef + self.intercept)
+
+    def weights(self) -> dict[str, float]:
+        """The weight of each base learner's logit."""
+        return dict(zip(self.names, self.coef.tolist(), strict=True))
+
+    def save(self, directory: Path) -> Path:
+        """Write names, weights and intercept as JSON."""
+        path = directory / self.filename
+        state = {"names": self.names, "c": self.c, "coef": self.coef.tolist()}
+        path.write_text(json.dumps({**state, "intercept": self.intercept}))
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """Read a meta-learner written by :meth:`save`."""
+        state = json.loads((directory / cls.filename).read_text())
+        meta = cls(state["names"], state["c"])
+        meta.coef = np.asarray(state["coef"], dtype=np.float64)
+        meta.intercept = float(state["intercept"])
+        return meta
