@@ -26,7 +26,7 @@ MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
 _MIN_PREFIX = 3
 _MONEY_NOISE = str.maketrans("", "", "()$, ")
-_CLOSE_MATCH_CUTOFF = 0.75
+_CLOSE_MATCH_CUTOFF = 0.8
 
 
 @dataclass(frozen=True)

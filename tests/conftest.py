@@ -1,0 +1,18 @@
+"""Fixtures shared by every test: a small real model bundle and synthetic rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modeling.cli import main as modeling_main
+
+
+@pytest.fixture(scope="session")
+def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real bundle trained once per session on 2,000 synthetic rows ('quick' profile)."""
+    out = tmp_path_factory.mktemp("bundles") / "quick"
+    code = modeling_main(["train", "--synthetic", "2000", "--profile", "quick", "--out", str(out)])
+    assert code == 0
+    return out

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from modeling.cleaning import clean
+from modeling.learners import LEARNERS
+from modeling.learners.meta import MetaLearner, logit
+from modeling.params import load_params
+from modeling.synthetic import synthetic_table
+
+
+@pytest.fixture(scope="module")
+def data():
+    columns, target = synthetic_table(1500, seed=3)
+    return clean(columns, len(target)).matrix, target
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+def test_learner_learns_and_round_trips_through_its_native_file(name, data, tmp_path):
+    features, target = data
+    learner = LEARNERS[name](**load_params("quick")[name]).fit(features[:1000], target[:1000])
+    probability = learner.predict_proba(features[1000:])
+    assert probability.shape == (500,)
+    assert ((probability > 0) & (probability < 1)).all()
+    # better than chance on held-out rows: the synthetic label has real signal
+    positives, negatives = probability[target[1000:] == 1], probability[target[1000:] == 0]
+    assert positives.mean() > negatives.mean()
+    path = learner.save(tmp_path)
+    assert path.name == LEARNERS[name].filename
+    assert b"pickle" not in path.read_bytes()[:64]
+    reloaded = LEARNERS[name].load(tmp_path)
+    np.testing.assert_allclose(reloaded.predict_proba(features[1000:]), probability, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+def test_unfitted_learner_refuses_to_predict(name, data):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LEARNERS[name]().predict_proba(data[0][:2])
+
+
+def test_learners_tolerate_all_missing_rows(data):
+    features, target = data
+    empty = np.full((3, features.shape[1]), np.nan)
+    for name in LEARNERS:
+        learner = LEARNERS[name](**load_params("quick")[name]).fit(features, target)
+        assert np.isfinite(learner.predict_proba(empty)).all()
+
+
+def test_logistic_without_knots_is_a_plain_linear_model(data):
+    features, target = data
+    learner = LEARNERS["logistic"](n_knots=0, C=1.0).fit(features, target)
+    assert learner.design.knots.shape == (96, 0)
+    assert learner.coef.shape == (96 + sum((7, 12, 5, 10)),)
+
+
+def test_meta_learner_weights_the_better_base_learner_more(tmp_path):
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 2, 4000)
+    good = np.clip(0.5 + 0.3 * (target - 0.5) + rng.normal(0, 0.1, 4000), 0.01, 0.99)
+    noise = rng.uniform(0.01, 0.99, 4000)
+    meta = MetaLearner(["good", "noise"]).fit(np.column_stack([good, noise]), target)
+    weights = meta.weights()
+    assert weights["good"] > 5 * abs(weights["noise"])
+    meta.save(tmp_path)
+    again = MetaLearner.load(tmp_path)
+    assert again.weights() == weights
+    np.testing.assert_allclose(logit(np.array([0.5])), [0.0])
