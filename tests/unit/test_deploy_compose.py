@@ -1,0 +1,198 @@
+"""Static checks of docker-compose.yml: no Docker engine needed.
+
+The file is validated against the Compose Specification's JSON schema (the copy vendored,
+and kept current, by the ``check-jsonschema`` package), then checked for what the stack
+relies on: the start order, inference replicas balanced by gRPC over the service's DNS
+name, health checks, resource limits and hardening on every service.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+jsonschema = pytest.importorskip("jsonschema")
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+LONG_RUNNING = ("inference", "gateway")
+APP_UID = 10001
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def validator() -> Any:
+    pytest.importorskip("check_jsonschema", reason="pip install check-jsonschema")
+    resource = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema = json.loads(resource.joinpath("compose-spec.json").read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def errors(validator: Any, document: dict[str, Any]) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
+# ---- schema -------------------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification(validator: Any, compose: dict) -> None:
+    assert errors(validator, compose) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("services", "inference", "replicas_typo"), 3),
+        (("services", "gateway", "depends_on", "inference", "condition"), "service_ready"),
+        (("services", "inference", "healthcheck", "retries"), [3]),
+        (("volumes", "models", "driverr"), "local"),
+    ],
+)
+def test_schema_rejects_a_broken_compose_file(
+    validator: Any, compose: dict, path: tuple[str, ...], value: object
+) -> None:
+    broken = copy.deepcopy(compose)
+    node = broken
+    for key in path[:-1]:
+        if node.get(key) is None:
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = value
+    assert errors(validator, broken) != []
+
+
+# ---- topology and start order ---------------------------------------------------------------
+
+
+def test_services_are_trainer_inference_gateway(compose: dict) -> None:
+    assert set(compose["services"]) == {"trainer", "inference", "gateway"}
+
+
+def test_start_order_trains_then_serves(compose: dict) -> None:
+    services = compose["services"]
+    assert services["inference"]["depends_on"] == {
+        "trainer": {"condition": "service_completed_successfully"}
+    }
+    # The one-shot trainer is "adopted" by a long-running service, so that
+    # `docker compose up --wait` accepts its exit 0 instead of failing on it.
+    assert services["gateway"]["depends_on"] == {"inference": {"condition": "service_healthy"}}
+    assert services["trainer"]["restart"] == "no"
+    assert "healthcheck" not in services["trainer"]
+
+
+def test_trainer_skips_when_a_bundle_exists_and_publishes_atomically(compose: dict) -> None:
+    script = "\n".join(compose["services"]["trainer"]["command"])
+    assert "[ -f /models/current/manifest.json ]" in script
+    assert "exit 0" in script
+    assert "python -m modeling train" in script
+    # Staging dir + rename: inference never sees a half-written bundle.
+    assert "--out /models/.staging" in script
+    assert "mv /models/.staging /models/current" in script
+    # Shell variables are escaped from compose interpolation.
+    assert re.search(r"(?<!\$)\$TRAIN_CSV", script) is None
+
+
+def test_inference_runs_several_interchangeable_replicas(compose: dict) -> None:
+    inference = compose["services"]["inference"]
+    assert inference["deploy"]["replicas"] >= 3
+    # Replicas cannot share a container name or a published host port.
+    assert "container_name" not in inference
+    assert "ports" not in inference
+    assert {str(p) for p in inference["expose"]} == {"8001", "8002"}
+
+
+def test_gateway_publishes_5001_and_round_robins_over_inference_dns(compose: dict) -> None:
+    gateway = compose["services"]["gateway"]
+    assert any(str(p).endswith(":5001") for p in gateway["ports"])
+    env = gateway["environment"]
+    assert env["GATEWAY_PORT"] == "5001"
+    match = re.fullmatch(r"dns:///(?P<host>[\w.-]+):(?P<port>\d+)", env["INFERENCE_TARGET"])
+    assert match, "INFERENCE_TARGET must use gRPC's dns resolver to see every replica"
+    assert match["host"] == "inference"
+    assert match["port"] == compose["services"]["inference"]["environment"]["INFERENCE_PORT"]
+
+
+def test_bundle_is_shared_by_volume_and_read_only_for_inference(compose: dict) -> None:
+    services = compose["services"]
+    trainer_mounts = {m["target"]: m for m in services["trainer"]["volumes"]}
+    inference_mounts = {m["target"]: m for m in services["inference"]["volumes"]}
+    assert trainer_mounts["/models"]["source"] == inference_mounts["/models"]["source"]
+    assert trainer_mounts["/models"]["type"] == "volume"
+    assert inference_mounts["/models"]["read_only"] is True
+    assert trainer_mounts["/data"]["read_only"] is True
+    assert services["inference"]["environment"]["INFERENCE_BUNDLE"] == "/models/current"
+    assert "models" in compose["volumes"]
+
+
+def test_images_build_from_the_repository_dockerfiles(compose: dict) -> None:
+    expected = {
+        "trainer": ("Dockerfile.inference", "trainer"),
+        "inference": ("Dockerfile.inference", "runtime"),
+        "gateway": ("Dockerfile.gateway", "runtime"),
+    }
+    for name, (dockerfile, target) in expected.items():
+        build = compose["services"][name]["build"]
+        assert build["context"] == "."
+        assert build["dockerfile"] == dockerfile
+        assert build["target"] == target
+        text = (ROOT / dockerfile).read_text()
+        assert re.search(rf"^FROM \S+ AS {target}$", text, re.M), f"no stage {target}"
+        assert not compose["services"][name]["image"].endswith(":latest")
+        assert "command" not in compose["services"][name] or name == "trainer"
+
+
+# ---- health, limits, hardening ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_long_running_services_have_healthchecks(compose: dict, name: str) -> None:
+    check = compose["services"][name]["healthcheck"]
+    assert check["test"][0] == "CMD"
+    probe = " ".join(check["test"])
+    assert ("grpc_health.v1" in probe) if name == "inference" else ("/readyz" in probe)
+    for key in ("interval", "timeout", "retries", "start_period"):
+        assert key in check
+
+
+def test_inference_healthcheck_is_the_image_healthcheck(compose: dict) -> None:
+    probe = compose["services"]["inference"]["healthcheck"]["test"][-1]
+    assert json.dumps(probe) in (ROOT / "Dockerfile.inference").read_text()
+
+
+@pytest.mark.parametrize("name", ["trainer", *LONG_RUNNING])
+def test_every_service_is_hardened_and_limited(compose: dict, name: str) -> None:
+    service = compose["services"][name]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"]
+    assert "cap_add" not in service
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service.get("privileged", False) is False
+    assert service["user"] == f"{APP_UID}:{APP_UID}"
+    assert any(t.split(":")[0] == "/tmp" for t in service["tmpfs"])
+    limits = service["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) > 0
+    assert re.fullmatch(r"\d+[kmg]", limits["memory"])
+    assert "network_mode" not in service
+    assert "pid" not in service
+
+
+def test_no_secrets_in_environment(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        for key in service.get("environment", {}):
+            assert not re.search(r"(?i)password|secret|token|api_?key", key), (name, key)
