@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+
+from modeling.baseline import N_SELECTED, ClassicBaseModel
+from modeling.cli import main
+from modeling.params import load_params, store_params
+from modeling.synthetic import synthetic_table
+from modeling.training import training_set
+
+
+@pytest.fixture(scope="module")
+def small_set():
+    columns, target = synthetic_table(800, seed=21)
+    return training_set(columns, target, {"synthetic_rows": 800})
+
+
+def test_classic_base_model_keeps_25_variables_and_learns(small_set):
+    model = ClassicBaseModel().fit(small_set.features[:600], small_set.target[:600])
+    assert len(model.selected) == N_SELECTED
+    probability = model.predict_proba(small_set.features[600:])
+    held_out = small_set.target[600:]
+    assert probability[held_out == 1].mean() > probability[held_out == 0].mean()
+
+
+def test_evaluate_writes_the_report_with_figures(tmp_path, capsys):
+    report = tmp_path / "docs" / "model_report.md"
+    code = main(["evaluate", "--synthetic", "800", "--profile", "quick", "--folds", "2",
+                 "--report", str(report)])
+    assert code == 0
+    text = report.read_text()
+    for row in ("classic base model", "logistic", "lightgbm", "catboost", "stack"):
+        assert f"| {row} | **0." in text
+    for figure in ("roc.png", "calibration.png", "importance.png", "stacking_weights.png"):
+        assert (tmp_path / "docs" / "figures" / figure).stat().st_size > 1000
+        assert f"figures/{figure}" in text
+    assert "DEMO MODEL" in capsys.readouterr().err
+
+
+def test_tune_searches_and_reports_the_best_without_storing(capsys):
+    before = load_params("default")
+    assert main(["tune", "--synthetic", "400", "--learner", "logistic", "--minutes", "0.02",
+                 "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "trial 0: AUC 0." in err
+    assert "best logistic parameters" in err
+    assert load_params("default") == before
+
+
+def test_store_params_replaces_one_learner(tmp_path):
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps({"default": {"folds": 5, "lightgbm": {"a": 1}}, "quick": {}}))
+    store_params("lightgbm", {"b": 2}, path)
+    assert load_params("default", path) == {"folds": 5, "lightgbm": {"b": 2}}
+
+
+def test_tuning_spaces_produce_valid_learners(small_set):
+    import optuna
+
+    from modeling.stacking import stratified_folds
+    from modeling.tuning import SPACES, cross_validated_auc
+
+    folds = stratified_folds(small_set.target, 2, 0)
+    for name, space in SPACES.items():
+        params = space(optuna.trial.FixedTrial(_smallest(name)))
+        value = cross_validated_auc(small_set, name, params, folds)
+        assert 0.5 < value <= 1.0, name
+    assert np.isfinite(value)
+
+
+def _smallest(name):
+    return {
+        "logistic": {"C": 0.1, "n_knots": 1},
+        "lightgbm": {"num_boost_round": 200, "learning_rate": 0.1, "num_leaves": 7,
+                     "min_child_samples": 20, "feature_fraction": 0.5, "bagging_fraction": 0.8,
+                     "lambda_l2": 1.0},
+        "catboost": {"iterations": 300, "learning_rate": 0.2, "depth": 4, "l2_leaf_reg": 3.0},
+    }[name]
