@@ -11,7 +11,12 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +101,80 @@ def test_start_order_trains_then_serves(compose: dict) -> None:
     assert "healthcheck" not in services["trainer"]
 
 
+def trainer_script(compose: dict) -> str:
+    command = compose["services"]["trainer"]["command"]
+    assert command[:2] == ["sh", "-ec"]
+    return command[2]
+
+
 def test_trainer_skips_when_a_bundle_exists_and_publishes_atomically(compose: dict) -> None:
-    script = "\n".join(compose["services"]["trainer"]["command"])
-    assert "[ -f /models/current/manifest.json ]" in script
-    assert "exit 0" in script
+    script = trainer_script(compose)
     assert "python -m modeling train" in script
     # Staging dir + rename: inference never sees a half-written bundle.
     assert "--out /models/.staging" in script
-    assert "mv /models/.staging /models/current" in script
-    # Shell variables are escaped from compose interpolation.
-    assert re.search(r"(?<!\$)\$TRAIN_CSV", script) is None
+    assert 'mv /models/.staging "$$bundle"' in script
+    # Shell variables are escaped from compose interpolation ($$VAR).
+    assert re.search(r"(?<!\$)\$(?!\$)[A-Za-z_@{]", script) is None
+
+
+@pytest.mark.parametrize(
+    ("bundle", "csv", "expected"),
+    [
+        (None, True, "--train /data/train.csv --out /models/.staging"),
+        (None, False, "--synthetic 500 --out /models/.staging"),
+        ({"demo": False}, True, "nothing to do"),
+        ({"demo": True}, False, "keeping the DEMO bundle"),
+        ({"demo": True}, True, "--train /data/train.csv --out /models/.staging"),
+    ],
+    ids=["fresh-with-data", "fresh-demo", "exists", "demo-kept", "demo-replaced"],
+)
+def test_trainer_decides_whether_to_train(
+    compose: dict, tmp_path: Path, bundle: dict | None, csv: bool, expected: str
+) -> None:
+    """Run the trainer's real shell script with a stub python, in a scratch /models."""
+    if shutil.which("sh") is None:
+        pytest.skip("no POSIX sh")
+    models, data, stub = tmp_path / "models", tmp_path / "data", tmp_path / "bin"
+    models.mkdir()
+    data.mkdir()
+    stub.mkdir()
+    if bundle is not None:
+        (models / "current").mkdir()
+        (models / "current" / "manifest.json").write_text(json.dumps(bundle))
+    if csv:
+        (data / "train.csv").write_text("x0,y\n1,0\n")
+    # "python -c" runs for real (the demo check); "python -m modeling train" is recorded.
+    (stub / "python").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-c" ]; then exec {shlex.quote(sys.executable)} "$@"; fi\n'
+        'shift 3; echo "TRAIN $*"; out=""; while [ $# -gt 0 ]; do '
+        '[ "$1" = --out ] && out="$2"; shift; done; mkdir -p "$out"; '
+        'echo "{}" > "$out/manifest.json"\n'
+    )
+    (stub / "python").chmod(0o755)
+    script = (
+        trainer_script(compose)
+        .replace("$$", "$")
+        .replace("/models", str(models))
+        .replace("/data", str(data))
+    )
+    result = subprocess.run(
+        ["sh", "-ec", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={
+            "PATH": f"{stub}:{os.environ['PATH']}",
+            "TRAIN_CSV": str(data / "train.csv"),
+            "TRAIN_SYNTHETIC_ROWS": "500",
+        },
+    )
+    output = (result.stdout + result.stderr).replace(str(tmp_path), "")
+    assert result.returncode == 0, output
+    assert expected in output
+    assert (models / "current" / "manifest.json").is_file()
+    assert not (models / ".staging").exists()
 
 
 def test_inference_runs_several_interchangeable_replicas(compose: dict) -> None:
