@@ -49,4 +49,6 @@ class ClassicBaseModel:
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(y = 1)."""
         scaled = self.scaler.transform(_design(features, self.means))
-        return np.asarray(self.logit.predict_proba(scaled[:, self.selected])[:, 1], dtype=np.float64)
+        return np.asarray(
+            self.logit.predict_proba(scaled[:, self.selected])[:, 1], dtype=np.float64
+        )

@@ -88,17 +88,22 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     Raises:
         BundleError: naming what is wrong (missing directory or file, unreadable
             manifest, unknown format, feature order or a hash that does not match).
+
     """
     path = directory / MANIFEST
     if not directory.is_dir():
-        raise BundleError(f"no model bundle at {directory}: train one with `python -m modeling train`")
+        raise BundleError(
+            f"no model bundle at {directory}: train one with `python -m modeling train`"
+        )
     try:
         manifest: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise BundleError(f"bundle {directory} has no readable {MANIFEST}: {error}") from error
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"bundle {directory} has format {manifest.get('format_version')!r}, "
-                          f"this code reads {FORMAT_VERSION}")
+        raise BundleError(
+            f"bundle {directory} has format {manifest.get('format_version')!r}, "
+            f"this code reads {FORMAT_VERSION}"
+        )
     if manifest.get("feature_order") != list(COLUMNS) + list(ENGINEERED):
         raise BundleError(f"bundle {directory} was trained on another feature order")
     for name, expected in manifest.get("files", {}).items():
@@ -106,8 +111,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         if not file.is_file():
             raise BundleError(f"bundle {directory} is incomplete: {name} is missing")
         if sha256_file(file) != expected:
-            raise BundleError(f"bundle {directory} is corrupt or tampered: sha256 of {name} "
-                              "does not match its manifest")
+            raise BundleError(
+                f"bundle {directory} is corrupt or tampered: sha256 of {name} "
+                "does not match its manifest"
+            )
     return manifest
 
 
@@ -127,4 +134,3 @@ def load_bundle(directory: Path | str) -> Predictor:
     from modeling.predictor import Predictor
 
     return Predictor.from_bundle(Path(directory))
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -38,6 +38,7 @@ class CleanBatch:
         missing: per column, how many rows had no value.
         unrecognised: per column, how many rows had a value that could not be read
             (an unknown category, or text where a number belongs); those are ``NaN``.
+
     """
 
     matrix: NDArray[np.float64]
@@ -104,7 +105,11 @@ def parse_percent(text: str) -> float:
 
 
 _OK, _MISSING, _UNRECOGNISED = 0, 1, 2
-_TEXT_PARSERS = {Kind.NUMERIC: float, Kind.MONEY: parse_money, Kind.PERCENT: parse_percent}
+_TEXT_PARSERS: dict[Kind, Callable[[str], float]] = {
+    Kind.NUMERIC: float,
+    Kind.MONEY: parse_money,
+    Kind.PERCENT: parse_percent,
+}
 
 
 def _parse_text(column: str, kind: Kind, raw: Any) -> tuple[float, int]:
@@ -112,9 +117,8 @@ def _parse_text(column: str, kind: Kind, raw: Any) -> tuple[float, int]:
     text = _as_text(raw)
     if text is None:
         return math.nan, _MISSING
-    parse = _TEXT_PARSERS.get(kind)
     try:
-        value = _category_code(column, text) if parse is None else parse(text)
+        value = _category_code(column, text) if kind is Kind.CATEGORY else _TEXT_PARSERS[kind](text)
     except ValueError:
         value = math.nan
     return (value, _OK) if math.isfinite(value) else (math.nan, _UNRECOGNISED)
@@ -160,6 +164,7 @@ def clean(columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int) -> C
 
     Raises:
         ValueError: when a column's length differs from ``n_rows``.
+
     """
     matrix = np.empty((n_rows, len(COLUMNS)), dtype=np.float64)
     missing: dict[str, int] = {}

@@ -31,14 +31,16 @@ class Reporter:
 
     def __call__(self, message: str) -> None:
         """Print one progress line."""
-        print(f"[{time.perf_counter() - self.started:7.1f}s] {message}", file=sys.stderr, flush=True)
+        print(
+            f"[{time.perf_counter() - self.started:7.1f}s] {message}", file=sys.stderr, flush=True
+        )
 
 
 def _load_training(args: argparse.Namespace) -> tuple[TrainingSet, bool]:
     """Read --train, or make --synthetic rows; return the set and whether it is a demo."""
     if args.train is not None:
         table = read_csv(args.train, require_target=True)
-        assert table.target is not None  # require_target guarantees it  # noqa: S101
+        assert table.target is not None  # require_target guarantees it
         source = {"file": args.train.name, "sha256": table.sha256}
         return training_set(table.columns, table.target, source), False
     columns, target = synthetic_table(args.synthetic, seed=args.seed)
@@ -54,12 +56,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = load_params(args.profile)
     if args.folds:
         params["folds"] = args.folds
-    report(f"training on {len(data.target)} rows, {data.features.shape[1]} features, "
-           f"{params['folds']}-fold out-of-fold stacking")
-    stack, manifest = train(data, params, args.out, report, seed=args.seed, demo=demo)
+    report(
+        f"training on {len(data.target)} rows, {data.features.shape[1]} features, "
+        f"{params['folds']}-fold out-of-fold stacking"
+    )
+    stack, manifest = train(data, params, args.out, progress=report, seed=args.seed, demo=demo)
     for name, metrics in manifest["cv_metrics"].items():
-        report(f"CV AUC {name:9s} {metrics['auc']:.4f} "
-               f"[{metrics['low']:.4f}, {metrics['high']:.4f}]")
+        report(
+            f"CV AUC {name:9s} {metrics['auc']:.4f} [{metrics['low']:.4f}, {metrics['high']:.4f}]"
+        )
     report(f"bundle written to {args.out} (threshold {stack.threshold:.3f})")
     if demo:
         print(DEMO_NOTICE, file=sys.stderr)
@@ -76,9 +81,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with args.output.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["class", "probability"])
-        writer.writerows(zip(prediction.label.tolist(), prediction.probability.tolist(), strict=True))
-    print(f"scored {table.n_rows} rows in {elapsed * 1000:.0f} ms -> {args.output} "
-          f"(positive rate {float(np.mean(prediction.label)):.3f})", file=sys.stderr)
+        writer.writerows(
+            zip(prediction.label.tolist(), prediction.probability.tolist(), strict=True)
+        )
+    print(
+        f"scored {table.n_rows} rows in {elapsed * 1000:.0f} ms -> {args.output} "
+        f"(positive rate {float(np.mean(prediction.label)):.3f})",
+        file=sys.stderr,
+    )
     if predictor.manifest.get("demo"):
         print(DEMO_NOTICE, file=sys.stderr)
     return 0
@@ -104,8 +114,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from modeling.tuning import tune
 
     data, _ = _load_training(args)
-    best = tune(data, args.learner, args.minutes * 60, folds=args.folds or 3, seed=args.seed,
-                progress=Reporter(), store=not args.dry_run)
+    best = tune(
+        data,
+        args.learner,
+        seconds=args.minutes * 60,
+        folds=args.folds or 3,
+        seed=args.seed,
+        progress=Reporter(),
+        store=not args.dry_run,
+    )
     print(f"best {args.learner} parameters: {best}", file=sys.stderr)
     return 0
 
@@ -113,12 +130,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", type=Path, help="training CSV with x0..x99 and y")
-    source.add_argument("--synthetic", type=int, metavar="ROWS",
-                        help="train a DEMO model on this many synthetic rows")
+    source.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="ROWS",
+        help="train a DEMO model on this many synthetic rows",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--folds", type=int, default=0, help="override the number of CV folds")
-    parser.add_argument("--profile", choices=PROFILES, default="default",
-                        help="parameter profile from params.json ('quick' for tests)")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="default",
+        help="parameter profile from params.json ('quick' for tests)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune_parser = commands.add_parser("tune", help="Optuna search for one learner")
     _add_data_arguments(tune_parser)
-    tune_parser.add_argument("--learner", required=True, choices=["logistic", "lightgbm", "catboost"])
+    tune_parser.add_argument(
+        "--learner", required=True, choices=["logistic", "lightgbm", "catboost"]
+    )
     tune_parser.add_argument("--minutes", type=float, default=10.0, help="time budget")
     tune_parser.add_argument("--dry-run", action="store_true", help="do not write params.json")
     tune_parser.set_defaults(handler=cmd_tune)

@@ -26,6 +26,7 @@ class Table:
         n_rows: number of data rows.
         sha256: digest of the file's bytes, recorded in the bundle manifest.
         target: the 0/1 ``y`` column when the file has one, else None.
+
     """
 
     columns: dict[str, NDArray[Any]]
@@ -40,6 +41,7 @@ def read_csv(path: Path, require_target: bool = False) -> Table:
     Raises:
         DataError: when the file cannot be read or parsed, lacks any of x0..x99, or
             (with ``require_target``) has no ``y`` column or a ``y`` that is not 0/1.
+
     """
     import pandas as pd  # training and batch-scoring dependency only
 

@@ -24,7 +24,9 @@ def auc(target: NDArray[np.int_], score: NDArray[np.float64]) -> float:
     _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
     average = first + (counts + 1) / 2.0
     ranks[order] = np.repeat(average, counts)
-    return float((ranks[target == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(
+        (ranks[target == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+    )
 
 
 def auc_interval(value: float, n_positive: int, n_negative: int) -> tuple[float, float]:

@@ -27,6 +27,7 @@ class Prediction:
         probability: P(y = 1) per row, float64.
         label: 1 where ``probability >= threshold`` else 0, int64.
         batch: the cleaned batch (its missing and unrecognised counts feed metrics).
+
     """
 
     probability: NDArray[np.float64]
@@ -42,6 +43,7 @@ class Predictor:
         version: the bundle's creation time, which identifies one training run.
         threshold: the probability at and above which ``label`` is 1.
         manifest: the bundle's verified manifest.
+
     """
 
     def __init__(self, stack: Stack, manifest: Mapping[str, Any]) -> None:

@@ -32,8 +32,11 @@ def classic_out_of_fold(data: TrainingSet, folds: NDArray[np.intp]) -> NDArray[n
 
 
 def _figures(
-    data: TrainingSet, scores: dict[str, NDArray[np.float64]], importance: list[tuple[str, float]],
-    weights: dict[str, float], directory: Path,
+    data: TrainingSet,
+    scores: dict[str, NDArray[np.float64]],
+    importance: list[tuple[str, float]],
+    weights: dict[str, float],
+    directory: Path,
 ) -> dict[str, str]:
     import matplotlib
 
@@ -57,7 +60,9 @@ def _figures(
     predicted, observed, _ = reliability(data.target, scores["stack"], bins=15)
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axis.plot(predicted, observed, marker="o")
-    axis.set(xlabel="mean predicted P(y=1)", ylabel="observed rate", title="Calibration of the stack")
+    axis.set(
+        xlabel="mean predicted P(y=1)", ylabel="observed rate", title="Calibration of the stack"
+    )
     paths["calibration"] = "calibration.png"
     figure.savefig(directory / paths["calibration"], dpi=130, bbox_inches="tight")
 
@@ -92,7 +97,7 @@ def _table(metrics: dict[str, dict[str, float]], briers: dict[str, float]) -> li
     ]
     for name, m in metrics.items():
         lines.append(
-            f"| {name} | **{m['auc']:.4f}** | {m['low']:.4f} – {m['high']:.4f} | "
+            f"| {name} | **{m['auc']:.4f}** | {m['low']:.4f} to {m['high']:.4f} | "
             f"{m['fold_mean']:.4f} ± {m['fold_std']:.4f} | {briers[name]:.4f} |"
         )
     return lines
@@ -103,11 +108,25 @@ def write_report(
 ) -> Path:
     """Cross-validate everything on shared folds and write the Markdown report at ``path``."""
     started = time.perf_counter()
-    oof: OutOfFold = out_of_fold(data.features, data.target, params, int(params["folds"]), seed, progress)
+    oof: OutOfFold = out_of_fold(
+        data.features,
+        data.target,
+        params,
+        n_folds=int(params["folds"]),
+        seed=seed,
+        progress=progress,
+    )
     progress("classic base model")
     classic = classic_out_of_fold(data, oof.folds)
-    metrics = {CLASSIC: summarise_auc(data.target, classic, oof.folds).as_dict(), **cv_metrics(oof, data.target)}
-    scores = {CLASSIC: classic, **{n: oof.base[:, j] for j, n in enumerate(oof.names)}, "stack": oof.stack}
+    metrics = {
+        CLASSIC: summarise_auc(data.target, classic, oof.folds).as_dict(),
+        **cv_metrics(oof, data.target),
+    }
+    scores = {
+        CLASSIC: classic,
+        **{n: oof.base[:, j] for j, n in enumerate(oof.names)},
+        "stack": oof.stack,
+    }
     briers = {name: brier(data.target, score) for name, score in scores.items()}
     weights = MetaLearner(oof.names).fit(oof.base, data.target).weights()
     progress("feature importance")
@@ -125,10 +144,12 @@ def write_report(
         *_table(metrics, briers),
         "",
         "Stacking weights (meta-learner coefficients on each learner's logit): "
-        + ", ".join(f"{name} {weight:.3f}" for name, weight in weights.items()) + ".",
+        + ", ".join(f"{name} {weight:.3f}" for name, weight in weights.items())
+        + ".",
         "",
         "Fit time over all folds (seconds): "
-        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in oof.seconds.items()) + ".",
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in oof.seconds.items())
+        + ".",
         "",
         f"![ROC curves](figures/{figures['roc']})",
         "",
@@ -139,7 +160,8 @@ def write_report(
         f"![Stacking weights](figures/{figures['weights']})",
         "",
         "Top 10 features by LightGBM gain: "
-        + ", ".join(f"{name} ({share:.1%})" for name, share in importance[:10]) + ".",
+        + ", ".join(f"{name} ({share:.1%})" for name, share in importance[:10])
+        + ".",
         "",
         "Parameters: `modeling/params.json` (profile `default`).",
         "",

@@ -46,6 +46,7 @@ class OutOfFold:
             learners that did not see it.
         stack: P(y = 1) of the meta-learner, itself cross-validated over ``base``.
         folds: the fold index of every row.
+
     """
 
     names: list[str]
@@ -75,6 +76,7 @@ def out_of_fold(
     features: NDArray[np.float64],
     target: NDArray[np.int_],
     params: Mapping[str, Mapping[str, Any]],
+    *,
     n_folds: int = 5,
     seed: int = 0,
     progress: Progress = _silent,
@@ -115,6 +117,7 @@ def fit_stack(
     target: NDArray[np.int_],
     params: Mapping[str, Mapping[str, Any]],
     oof: OutOfFold,
+    *,
     progress: Progress = _silent,
 ) -> Stack:
     """Fit the meta-learner on ``oof`` and refit every base learner on all rows.

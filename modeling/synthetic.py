@@ -14,11 +14,33 @@ from modeling.schema import COLUMNS, KINDS, Kind
 
 SPELLINGS: dict[str, tuple[str, ...]] = {
     "x1": ("wed", "thurday", "wednesday", "thur", "tuesday", "friday", "fri", "monday"),
-    "x54": ("Jun", "July", "Aug", "May", "sept.", "Apr", "Mar", "Oct", "Nov", "Dev", "Feb",
-            "January"),
+    "x54": (
+        "Jun",
+        "July",
+        "Aug",
+        "May",
+        "sept.",
+        "Apr",
+        "Mar",
+        "Oct",
+        "Nov",
+        "Dev",
+        "Feb",
+        "January",
+    ),
     "x82": ("asia", "euorpe", "america"),
-    "x84": ("Toyota", "volkswagon", "Honda", "bmw", "chrystler", "tesla", "ford", "chevrolet",
-            "mercades", "nissan"),
+    "x84": (
+        "Toyota",
+        "volkswagon",
+        "Honda",
+        "bmw",
+        "chrystler",
+        "tesla",
+        "ford",
+        "chevrolet",
+        "mercades",
+        "nissan",
+    ),
 }
 """The spellings seen in the exercise files, most frequent first."""
 

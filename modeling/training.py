@@ -49,15 +49,23 @@ def train(
     data: TrainingSet,
     params: dict[str, Any],
     out: Path,
+    *,
     progress: Progress,
     seed: int = 0,
     demo: bool = False,
 ) -> tuple[Stack, dict[str, Any]]:
     """Cross-validate, refit on all rows and write the bundle; return it and its manifest."""
     started = time.perf_counter()
-    oof = out_of_fold(data.features, data.target, params, int(params["folds"]), seed, progress)
+    oof = out_of_fold(
+        data.features,
+        data.target,
+        params,
+        n_folds=int(params["folds"]),
+        seed=seed,
+        progress=progress,
+    )
     metrics = cv_metrics(oof, data.target)
-    stack = fit_stack(data.features, data.target, params, oof, progress)
+    stack = fit_stack(data.features, data.target, params, oof, progress=progress)
     manifest = save_bundle(
         stack,
         out,

@@ -70,6 +70,7 @@ def cross_validated_auc(
 def tune(
     data: TrainingSet,
     learner: str,
+    *,
     seconds: float,
     folds: int,
     seed: int,

@@ -61,9 +61,7 @@ class CatBoostLearner(Learner):
 
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(y = 1) on one thread (online batches are small; replicas give parallelism)."""
-        raw = self.model.predict(
-            _pool(features), prediction_type="RawFormulaVal", thread_count=1
-        )
+        raw = self.model.predict(_pool(features), prediction_type="RawFormulaVal", thread_count=1)
         return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=np.float64)
 
     def save(self, directory: Path) -> Path:

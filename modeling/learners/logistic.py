@@ -40,8 +40,12 @@ class _Design:
         values = features[:, numeric]
         medians = np.nan_to_num(np.nanmedian(values, axis=0))
         quantiles = np.linspace(0, 1, n_knots + 2)[1:-1]
-        knots = np.nanquantile(values, quantiles, axis=0).T if n_knots else np.empty((len(numeric), 0))
-        design = cls({"numeric": numeric, "medians": medians, "knots": knots, "mean": 0, "scale": 1})
+        knots = (
+            np.nanquantile(values, quantiles, axis=0).T if n_knots else np.empty((len(numeric), 0))
+        )
+        design = cls(
+            {"numeric": numeric, "medians": medians, "knots": knots, "mean": 0, "scale": 1}
+        )
         expanded = design._expand(features)
         scale = expanded.std(axis=0)
         design.mean = expanded.mean(axis=0)

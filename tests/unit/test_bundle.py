@@ -84,7 +84,7 @@ def test_a_missing_bundle_or_manifest_is_refused(bundle_copy, tmp_path):
     with pytest.raises(BundleError, match="no model bundle"):
         load_bundle(tmp_path / "nowhere")
     (bundle_copy / MANIFEST).write_text("{not json")
-    with pytest.raises(BundleError, match="no readable manifest.json"):
+    with pytest.raises(BundleError, match=r"no readable manifest\.json"):
         load_bundle(bundle_copy)
 
 
@@ -103,9 +103,9 @@ def test_an_incompatible_manifest_is_refused(bundle_copy, field, value, message)
 def test_a_learner_file_that_does_not_parse_is_refused(bundle_copy):
     manifest = json.loads((bundle_copy / MANIFEST).read_text())
     (bundle_copy / "meta.json").write_text('{"names": ["nonsense"], "c": 1}')
-    manifest["files"]["meta.json"] = __import__("hashlib").sha256(
-        (bundle_copy / "meta.json").read_bytes()
-    ).hexdigest()
+    manifest["files"]["meta.json"] = (
+        __import__("hashlib").sha256((bundle_copy / "meta.json").read_bytes()).hexdigest()
+    )
     (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="could not be loaded"):
         load_bundle(bundle_copy)

@@ -44,7 +44,12 @@ def test_normalise_category_returns_none_for_the_unrecognisable(column, raw):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("$296.43 ", 296.43), ("($506.82)", -506.82), ("$1,234.56 ", 1234.56), ("($1,170.58)", -1170.58)],
+    [
+        ("$296.43 ", 296.43),
+        ("($506.82)", -506.82),
+        ("$1,234.56 ", 1234.56),
+        ("($1,170.58)", -1170.58),
+    ],
 )
 def test_parse_money(raw, expected):
     assert parse_money(raw) == pytest.approx(expected)

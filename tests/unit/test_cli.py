@@ -22,7 +22,10 @@ def _write_csv(path, n_rows, with_target=True, drop=()):
 def test_predict_scores_a_csv_file(quick_bundle, tmp_path, capsys):
     rows = _write_csv(tmp_path / "rows.csv", 40, with_target=False)
     out = tmp_path / "scored.csv"
-    assert main(["predict", "--bundle", str(quick_bundle), "--input", str(rows), "--output", str(out)]) == 0
+    assert (
+        main(["predict", "--bundle", str(quick_bundle), "--input", str(rows), "--output", str(out)])
+        == 0
+    )
     scored = list(csv.DictReader(out.open()))
     assert len(scored) == 40
     assert {row["class"] for row in scored} <= {"0", "1"}
@@ -33,7 +36,12 @@ def test_predict_scores_a_csv_file(quick_bundle, tmp_path, capsys):
 def test_train_from_a_csv_file_is_not_a_demo(tmp_path, capsys):
     data = _write_csv(tmp_path / "train.csv", 600)
     out = tmp_path / "bundle"
-    assert main(["train", "--train", str(data), "--profile", "quick", "--folds", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["train", "--train", str(data), "--profile", "quick", "--folds", "2", "--out", str(out)]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "DEMO" not in err
     assert "lightgbm: fold 2/2" in err

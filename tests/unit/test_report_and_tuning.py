@@ -26,8 +26,19 @@ def test_classic_base_model_keeps_25_variables_and_learns(small_set):
 
 def test_evaluate_writes_the_report_with_figures(tmp_path, capsys):
     report = tmp_path / "docs" / "model_report.md"
-    code = main(["evaluate", "--synthetic", "800", "--profile", "quick", "--folds", "2",
-                 "--report", str(report)])
+    code = main(
+        [
+            "evaluate",
+            "--synthetic",
+            "800",
+            "--profile",
+            "quick",
+            "--folds",
+            "2",
+            "--report",
+            str(report),
+        ]
+    )
     assert code == 0
     text = report.read_text()
     for row in ("classic base model", "logistic", "lightgbm", "catboost", "stack"):
@@ -40,8 +51,21 @@ def test_evaluate_writes_the_report_with_figures(tmp_path, capsys):
 
 def test_tune_searches_and_reports_the_best_without_storing(capsys):
     before = load_params("default")
-    assert main(["tune", "--synthetic", "400", "--learner", "logistic", "--minutes", "0.02",
-                 "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--synthetic",
+                "400",
+                "--learner",
+                "logistic",
+                "--minutes",
+                "0.02",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "trial 0: AUC 0." in err
     assert "best logistic parameters" in err
@@ -72,8 +96,14 @@ def test_tuning_spaces_produce_valid_learners(small_set):
 def _smallest(name):
     return {
         "logistic": {"C": 0.1, "n_knots": 1},
-        "lightgbm": {"num_boost_round": 200, "learning_rate": 0.1, "num_leaves": 7,
-                     "min_child_samples": 20, "feature_fraction": 0.5, "bagging_fraction": 0.8,
-                     "lambda_l2": 1.0},
+        "lightgbm": {
+            "num_boost_round": 200,
+            "learning_rate": 0.1,
+            "num_leaves": 7,
+            "min_child_samples": 20,
+            "feature_fraction": 0.5,
+            "bagging_fraction": 0.8,
+            "lambda_l2": 1.0,
+        },
         "catboost": {"iterations": 300, "learning_rate": 0.2, "depth": 4, "l2_leaf_reg": 3.0},
     }[name]
