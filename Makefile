@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TRAIN_CSV ?= data/exercise_06_train.csv
 BUNDLE ?= models/current
 
-.PHONY: setup lint typecheck test unit train evaluate predict clean
+.PHONY: setup lint typecheck test unit train evaluate predict clean validate-deploy
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ train: setup ## train the stacked ensemble: make train TRAIN_CSV=path BUNDLE=mod
 
 evaluate: setup ## cross-validated report into docs/model_report.md
 	$(PY) -m modeling evaluate --train $(TRAIN_CSV)
+
+validate-deploy: setup ## Dockerfiles, compose and k8s manifests, statically (no Docker needed)
+	$(PY) -m pytest -q tests/unit/test_deploy_dockerfiles.py tests/unit/test_deploy_compose.py tests/unit/test_deploy_k8s.py
 
 clean: ## remove caches and build output (keeps .venv and models/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov build dist *.egg-info
