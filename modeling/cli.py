@@ -8,8 +8,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from modeling.bundle import BundleError, load_bundle
 from modeling.data import DataError, read_csv
@@ -36,26 +38,32 @@ class Reporter:
         )
 
 
-def _load_training(args: argparse.Namespace) -> tuple[TrainingSet, bool]:
-    """Read --train, or make --synthetic rows; return the set and whether it is a demo."""
+def _load_training(args: argparse.Namespace) -> tuple[TrainingSet, dict[str, Any], bool]:
+    """Read --train or make --synthetic rows; return them, the parameters and the demo flag.
+
+    The parameter profile is --profile, else ``quick`` for a synthetic demo and
+    ``default`` (the tuned one) for real data; --folds overrides its fold count.
+    """
     if args.train is not None:
         table = read_csv(args.train, require_target=True)
-        assert table.target is not None  # require_target guarantees it
+        target = cast("NDArray[np.int_]", table.target)  # require_target guarantees it
         source = {"file": args.train.name, "sha256": table.sha256}
-        return training_set(table.columns, table.target, source), False
-    columns, target = synthetic_table(args.synthetic, seed=args.seed)
-    return training_set(columns, target, {"synthetic_rows": args.synthetic}), True
+        data, demo = training_set(table.columns, target, source), False
+    else:
+        columns, target = synthetic_table(args.synthetic, seed=args.seed)
+        data, demo = training_set(columns, target, {"synthetic_rows": args.synthetic}), True
+    params = load_params(args.profile or ("quick" if demo else "default"))
+    if args.folds:
+        params["folds"] = args.folds
+    return data, params, demo
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the stack and write a bundle."""
     report = Reporter()
-    data, demo = _load_training(args)
+    data, params, demo = _load_training(args)
     if demo:
         print(DEMO_NOTICE, file=sys.stderr)
-    params = load_params(args.profile)
-    if args.folds:
-        params["folds"] = args.folds
     report(
         f"training on {len(data.target)} rows, {data.features.shape[1]} features, "
         f"{params['folds']}-fold out-of-fold stacking"
@@ -98,10 +106,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Cross-validate every learner, the stack and the classic base model; write the report."""
     from modeling.report import write_report
 
-    data, demo = _load_training(args)
-    params = load_params(args.profile)
-    if args.folds:
-        params["folds"] = args.folds
+    data, params, demo = _load_training(args)
     path = write_report(data, params, args.report, seed=args.seed, progress=Reporter())
     print(f"report written to {path}", file=sys.stderr)
     if demo:
@@ -113,7 +118,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """Search one learner's hyper-parameters; store the best in params.json."""
     from modeling.tuning import tune
 
-    data, _ = _load_training(args)
+    data, _, _ = _load_training(args)
     best = tune(
         data,
         args.learner,
@@ -141,8 +146,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         choices=PROFILES,
-        default="default",
-        help="parameter profile from params.json ('quick' for tests)",
+        default=None,
+        help="parameter profile from params.json (default: 'default' with --train, "
+        "'quick' with --synthetic)",
     )
 
 

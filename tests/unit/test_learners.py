@@ -45,6 +45,15 @@ def test_learners_tolerate_all_missing_rows(data):
         assert np.isfinite(learner.predict_proba(empty)).all()
 
 
+def test_logistic_fast_scoring_equals_its_design_matrix(data):
+    features, target = data
+    learner = LEARNERS["logistic"](n_knots=3, C=1.0).fit(features, target)
+    features = features.copy()
+    features[:5, [0, 1, 54]] = np.nan  # missing numbers and categories
+    expected = 1 / (1 + np.exp(-(learner.design.transform(features) @ learner.coef + learner.intercept)))
+    np.testing.assert_allclose(learner.predict_proba(features), expected, rtol=1e-10)
+
+
 def test_logistic_without_knots_is_a_plain_linear_model(data):
     features, target = data
     learner = LEARNERS["logistic"](n_knots=0, C=1.0).fit(features, target)

@@ -1,0 +1,74 @@
+"""In-process model speed: bundle load time and prediction latency for 1 and 10,000 rows.
+
+``python -m bench.model_speed --bundle models/current --rows exercise_06_test.csv``
+prints a Markdown table. The rows go in as the inference server receives them:
+numeric columns as float arrays, text columns as bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from modeling.bundle import load_bundle
+from modeling.data import read_csv
+from modeling.schema import TEXT_COLUMNS
+
+
+def _as_served(path: Path) -> tuple[dict[str, np.ndarray], int]:
+    """Read the CSV into the column types the gRPC tensors carry."""
+    table = read_csv(path)
+    columns: dict[str, np.ndarray] = {}
+    for name, values in table.columns.items():
+        if name in TEXT_COLUMNS:
+            columns[name] = np.array(
+                [b"" if v != v else str(v).encode() for v in values], dtype=object
+            )
+        else:
+            columns[name] = values.astype(np.float64)
+    return columns, table.n_rows
+
+
+def _timings(call, repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--rows", type=Path, required=True, help="CSV with x0..x99")
+    args = parser.parse_args()
+
+    load_ms = _timings(lambda: load_bundle(args.bundle), 3)
+    predictor = load_bundle(args.bundle)
+    columns, n_rows = _as_served(args.rows)
+    one = {name: values[:1] for name, values in columns.items()}
+    predictor.predict(one, 1)  # warm up
+    single = _timings(lambda: predictor.predict(one, 1), 500)
+    batch = _timings(lambda: predictor.predict(columns, n_rows), 7)
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )
+    print(f"Machine: {cpu}, Python {platform.python_version()}\n")
+    print("| measure | median ms | p99 / max ms |")
+    print("|---|---|---|")
+    print(f"| load bundle | {statistics.median(load_ms):.1f} | {max(load_ms):.1f} |")
+    print(f"| predict 1 row | {statistics.median(single):.2f} | "
+          f"{np.percentile(single, 99):.2f} |")
+    print(f"| predict {n_rows} rows | {statistics.median(batch):.1f} | {max(batch):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
