@@ -4,9 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TRAIN_CSV ?= data/exercise_06_train.csv
+TEST_CSV ?= data/exercise_06_test.csv
 BUNDLE ?= models/current
 
-.PHONY: setup lint typecheck test unit train evaluate predict clean validate-deploy
+.PHONY: help setup proto proto-check lint typecheck test unit train evaluate run bench docs \
+	docs-check dist clean validate-deploy
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +21,13 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## create the virtual environment with every pinned dependency
 
-lint: setup ## ruff (style, docstrings, bugs) and bandit (security)
+proto: setup ## regenerate the gRPC stubs from proto/inference.proto
+	$(PY) -m proto.generate
+
+proto-check: setup ## fail when the committed stubs differ from the .proto
+	$(PY) -m proto.generate --check
+
+lint: setup proto-check ## ruff (style, docstrings, bugs), bandit (security), stubs up to date
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m bandit -q -c pyproject.toml -r modeling inference gateway
@@ -24,7 +35,7 @@ lint: setup ## ruff (style, docstrings, bugs) and bandit (security)
 typecheck: setup ## mypy over the packages
 	$(PY) -m mypy
 
-test: lint typecheck ## everything CI runs: lint, types, tests with coverage
+test: lint typecheck docs-check ## everything CI runs: lint, types, write-up, tests with coverage
 	$(PY) -m pytest --cov --cov-report=term-missing
 
 unit: setup ## fast unit tests only
@@ -38,6 +49,24 @@ evaluate: setup ## cross-validated report into docs/model_report.md
 
 validate-deploy: setup ## Dockerfiles, compose and k8s manifests, statically (no Docker needed)
 	$(PY) -m pytest -q tests/unit/test_deploy_dockerfiles.py tests/unit/test_deploy_compose.py tests/unit/test_deploy_k8s.py
+
+run: ## start the stack (Docker when an engine answers, else local processes)
+	./run_api.sh
+
+bench: setup ## benchmark a running stack; results into docs/performance.md
+	$(PY) -m bench --url http://localhost:5001 --rows $(TEST_CSV)
+
+docs: setup ## build docs/writeup.pdf from docs/writeup.md and its figures
+	$(PY) docs/build_pdf.py
+
+docs-check: docs ## the PDF has every section of the write-up
+	$(PY) docs/build_pdf.py --check
+
+dist: docs ## one archive of code, containers, manifests, scripts and the PDF (no data, no models)
+	mkdir -p dist
+	git ls-files -z | tar --null -czf dist/scoring-service.tar.gz \
+		--transform 's,^,scoring-service/,' -T -
+	@echo "dist/scoring-service.tar.gz: tracked files only (never data or models)"
 
 clean: ## remove caches and build output (keeps .venv and models/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov build dist *.egg-info
