@@ -1,0 +1,191 @@
+"""The Flask application: ``POST /predict`` and the operational endpoints.
+
+``create_app(config)`` builds one app with its own :class:`InferenceClient`. Request
+handling is: content type -> size -> JSON -> rows -> columns (the model's inputs from
+ModelMetadata) -> ModelInfer -> ``[{"class": c, "probability": p}, ...]``. Every
+failure is an :class:`ApiError` answered as the contract's JSON error body; a bad value
+fails only its own request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+from flask import Flask, Response, g, request
+from numpy.typing import NDArray
+from werkzeug.exceptions import HTTPException
+
+from gateway import metrics
+from gateway.client import InferenceClient, StaleSchemaError
+from gateway.config import Config
+from gateway.convert import Batch, parse_body, rows_to_batch
+from gateway.errors import ApiError, merge_invalid
+from gateway.openapi import OPENAPI
+from gateway.wire import ModelSchema
+
+log = logging.getLogger("gateway")
+CLIENT_KEY = "gateway.client"
+_JSON = "application/json"
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Build a JSON response with orjson."""
+    return Response(orjson.dumps(payload), status=status, headers=headers, mimetype=_JSON)
+
+
+def _is_json(mimetype: str) -> bool:
+    """Whether a request content type is JSON (``application/json`` or ``*/*+json``)."""
+    return mimetype == _JSON or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the gateway app; ``config`` defaults to :meth:`Config.from_env`."""
+    config = Config.from_env() if config is None else config
+    app = Flask("gateway")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    client = InferenceClient(config)
+    app.extensions[CLIENT_KEY] = client
+    openapi_body = orjson.dumps(OPENAPI)
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        rule = request.url_rule
+        route = rule.rule if rule is not None else "unmatched"
+        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        if error.status >= 502:
+            metrics.INFERENCE_ERRORS.labels(str(error.status)).inc()
+        return _json(error.body(), error.status, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = error.description or error.name
+        if status == 413:
+            message = f"request body larger than {config.max_body_bytes} bytes"
+        return _json({"error": message, "details": []}, status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unexpected error", exc_info=error)
+        return _json({"error": "internal error", "details": []}, 500)
+
+    @app.post("/predict")
+    def predict() -> Response:
+        if not _is_json(request.mimetype):
+            raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
+        length = request.content_length
+        if length is not None and length > config.max_body_bytes:
+            raise ApiError(413, f"request body larger than {config.max_body_bytes} bytes")
+        rows = parse_body(request.get_data(cache=False))
+        if len(rows) > config.max_rows:
+            raise ApiError(413, f"{len(rows)} rows in one request; the limit is {config.max_rows}")
+        return _json(_score(client, config, rows))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        schema = client.ready()
+        return _json({"status": "ready", "model": schema.name, "version": schema.version})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return Response(openapi_body, mimetype=_JSON)
+
+    return app
+
+
+def _score(client: InferenceClient, config: Config, rows: list[Any]) -> list[dict[str, Any]]:
+    """Convert and score rows; convert again once if the model's inputs changed."""
+    schema = client.schema()
+    try:
+        probability, label = _infer(client, config, schema, rows)
+    except StaleSchemaError as exc:
+        fresh = client.schema(refresh=True)
+        if fresh == schema:
+            raise ApiError(502, f"inference server rejected the request: {exc}") from None
+        try:
+            probability, label = _infer(client, config, fresh, rows)
+        except StaleSchemaError as again:
+            raise ApiError(502, f"inference server rejected the request: {again}") from None
+    metrics.ROWS.observe(len(rows))
+    return [
+        {"class": c, "probability": p}
+        for c, p in zip(label.tolist(), probability.tolist(), strict=True)
+    ]
+
+
+def _infer(
+    client: InferenceClient, config: Config, schema: ModelSchema, rows: list[Any]
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Score rows: one call, or chunks converted and sent one after another."""
+    if len(rows) <= config.chunk_rows:
+        return client.infer_one(schema, _convert(config, schema, rows, 0))
+    return client.infer(schema, _chunks(config, schema, rows))
+
+
+def _chunks(config: Config, schema: ModelSchema, rows: list[Any]) -> Iterator[Batch]:
+    """Yield converted chunks of ``chunk_rows`` rows; after a bad one, only collect errors.
+
+    Raises:
+        ApiError: one 400 listing the invalid rows and values of every chunk.
+
+    """
+    errors: list[ApiError] = []
+    for start in range(0, len(rows), config.chunk_rows):
+        chunk = rows[start : start + config.chunk_rows]
+        try:
+            batch = _convert(config, schema, chunk, start)
+        except ApiError as error:
+            errors.append(error)
+            continue
+        if not errors:
+            yield batch
+    if errors:
+        raise merge_invalid(errors, config.max_error_details)
+
+
+def _convert(config: Config, schema: ModelSchema, rows: list[Any], offset: int) -> Batch:
+    """Convert rows to the columns of ``schema``."""
+    return rows_to_batch(
+        rows,
+        schema.inputs,
+        max_text_chars=config.max_text_chars,
+        max_errors=config.max_error_details,
+        row_offset=offset,
+    )
+
+
+def warm_up(app: Flask) -> None:
+    """Connect and fetch the model's metadata now, so the first request is fast."""
+    client: InferenceClient = app.extensions[CLIENT_KEY]
+    try:
+        schema = client.schema()
+    except ApiError as exc:
+        log.warning("inference server not reachable yet: %s", exc.message)
+    else:
+        log.info("model %r version %r: %d inputs", schema.name, schema.version, len(schema.inputs))

@@ -1,0 +1,239 @@
+"""The gRPC side of the gateway: one channel per worker process, metadata, ModelInfer.
+
+The channel is created lazily in the process that uses it (after gunicorn forks its
+workers; gRPC channels must not cross a fork), balances round-robin over every address
+the target resolves to (``dns:///inference:8001`` with several replicas), retries
+UNAVAILABLE once, keeps connections alive and reconnects quickly after an outage.
+The model's inputs come from ModelMetadata, fetched on first use and fetched again
+after any failed call. gRPC failures become :class:`~gateway.errors.ApiError`: 503 with
+``Retry-After`` when no server can take the call, 504 when the deadline passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from gateway.config import Config
+from gateway.convert import Batch
+from gateway.errors import ApiError, unavailable
+from gateway.wire import ModelSchema, WireError, decode_response, encode_request
+from proto import inference_pb2 as pb
+from proto import inference_pb2_grpc as pb_grpc
+
+_SERVICE = "inference.GRPCInferenceService"
+_MESSAGE_LIMIT = 64 * 1024 * 1024
+_SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [{"service": _SERVICE}],
+            "retryPolicy": {
+                "maxAttempts": 2,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.dns_min_time_between_resolutions_ms", 5_000),
+    ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+    ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
+)
+"""Channel arguments (round robin, one retry on UNAVAILABLE, keepalive, fast reconnect)."""
+
+_UNAVAILABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+)
+_STALE = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+
+
+class StaleSchemaError(Exception):
+    """The server rejected a call made from the cached metadata (the model may have changed)."""
+
+
+class InferenceClient:
+    """Thread-safe client of one inference service, used by every thread of a worker."""
+
+    def __init__(self, config: Config) -> None:
+        """Remember the settings; nothing connects until first use."""
+        self._config = config
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+        self._infer: Any = None
+        self._schema: ModelSchema | None = None
+
+    def _connect(self) -> None:
+        """Create this process's channel (again after a fork)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            channel = grpc.insecure_channel(
+                self._config.inference_target, options=list(CHANNEL_OPTIONS)
+            )
+            self._stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            # Requests are pre-serialized bytes (see gateway.wire): no request serializer.
+            self._infer = channel.unary_unary(
+                f"/{_SERVICE}/ModelInfer",
+                request_serializer=None,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            self._channel, self._schema, self._pid = channel, None, os.getpid()
+
+    def close(self) -> None:
+        """Close the channel (a later call reconnects)."""
+        with self._lock:
+            if self._channel is not None and self._pid == os.getpid():
+                self._channel.close()
+            self._channel, self._stub, self._infer, self._pid = None, None, None, -1
+
+    def invalidate(self) -> None:
+        """Forget the cached metadata; the next call fetches it again."""
+        self._schema = None
+
+    def schema(self, *, refresh: bool = False) -> ModelSchema:
+        """Return the served model's inputs, from cache or ModelMetadata.
+
+        Raises:
+            ApiError: 503 when the server cannot be reached or its metadata is unusable.
+
+        """
+        if self._pid != os.getpid():
+            self._connect()
+        schema = self._schema
+        if schema is not None and not refresh:
+            return schema
+        request = pb.ModelMetadataRequest(name=self._config.model_name)
+        try:
+            metadata = self._stub.ModelMetadata(request, timeout=self._config.ready_timeout_s)
+            schema = ModelSchema.from_metadata(metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc, "model metadata") from None
+        except WireError as exc:
+            raise unavailable(
+                f"model metadata unusable: {exc}", self._config.retry_after_s
+            ) from None
+        self._schema = schema
+        return schema
+
+    def ready(self) -> ModelSchema:
+        """Return the model's schema when the server reports it ready.
+
+        Raises:
+            ApiError: 503 otherwise.
+
+        """
+        schema = self.schema()
+        request = pb.ModelReadyRequest(name=schema.name, version=schema.version)
+        try:
+            answer = self._stub.ModelReady(request, timeout=self._config.ready_timeout_s)
+        except grpc.RpcError as exc:
+            raise self._error(exc, "model readiness") from None
+        if not answer.ready:
+            self.invalidate()
+            raise unavailable(f"model {schema.name!r} is not ready", self._config.retry_after_s)
+        return schema
+
+    def infer(
+        self, schema: ModelSchema, batches: Iterable[Batch]
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Score batches converted with ``schema``, in order, under one deadline.
+
+        Each batch is sent as soon as the iterable yields it, so converting the next
+        chunk of a large request overlaps with scoring the previous one. A single batch
+        is sent with a plain blocking call (the lowest overhead for one row).
+
+        Raises:
+            StaleSchemaError: the server rejected the request as not matching its model.
+            ApiError: 503/504 when the server is unavailable or too slow, 502 when its
+                answer is unusable; any error raised by ``batches`` itself.
+
+        """
+        deadline = time.monotonic() + self._config.deadline_s
+        calls: list[Any] = []
+        sizes: list[int] = []
+        try:
+            for batch in batches:
+                request = encode_request(schema, batch, 0, batch.n_rows)
+                calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
+                sizes.append(batch.n_rows)
+            responses = [call.result() for call in calls]
+        except grpc.RpcError as exc:
+            raise self._rpc_failure(exc) from None
+        finally:
+            for call in calls:
+                call.cancel()  # no-op for finished calls; frees the rest after a failure
+        return self._decode(responses, sizes)
+
+    def infer_one(
+        self, schema: ModelSchema, batch: Batch
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Score one batch with a blocking call (see :meth:`infer`)."""
+        request = encode_request(schema, batch, 0, batch.n_rows)
+        try:
+            response = self._infer(request, timeout=self._config.deadline_s)
+        except grpc.RpcError as exc:
+            raise self._rpc_failure(exc) from None
+        return self._decode([response], [batch.n_rows])
+
+    @staticmethod
+    def _decode(
+        responses: list[pb.ModelInferResponse], sizes: list[int]
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Concatenate the outputs of consecutive responses."""
+        try:
+            parts = [decode_response(r, n) for r, n in zip(responses, sizes, strict=True)]
+        except WireError as exc:
+            raise ApiError(502, f"unusable answer from the inference server: {exc}") from None
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+
+    def _rpc_failure(self, exc: grpc.RpcError) -> Exception:
+        """The exception for a failed ModelInfer: stale metadata or an ApiError."""
+        if exc.code() in _STALE:
+            self.invalidate()
+            return StaleSchemaError(f"{exc.code().name}: {exc.details()}")
+        return self._error(exc, "inference")
+
+    def _error(self, exc: grpc.RpcError, what: str) -> ApiError:
+        """Map a failed gRPC call to the error answered to the client."""
+        code = exc.code()
+        message = f"inference server: {what} failed ({code.name}: {exc.details()})"
+        self.invalidate()
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return ApiError(504, message, [], {"Retry-After": str(self._config.retry_after_s)})
+        if code in _UNAVAILABLE:
+            return unavailable(message, self._config.retry_after_s)
+        if code in _STALE:
+            return unavailable(message + "; check INFERENCE_MODEL", self._config.retry_after_s)
+        return ApiError(502, message)

@@ -1,0 +1,76 @@
+"""Gateway settings, read once from the environment (every one has a default)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the gateway app is configured with.
+
+    Attributes:
+        inference_target: gRPC target of the inference server(s); ``dns:///host:port``
+            resolves every replica and balances across them round-robin.
+        model_name: model to ask ModelMetadata for; empty asks the server for the one
+            model it serves (the served name is then used for every call).
+        deadline_s: deadline of one ModelInfer call (a 10,000-row call included).
+        ready_timeout_s: deadline of the ModelReady/ModelMetadata calls.
+        max_body_bytes: largest accepted request body (413 above it).
+        max_rows: most rows accepted in one request (413 above it).
+        chunk_rows: rows per ModelInfer call; a larger request is converted and sent
+            chunk by chunk, so converting one chunk overlaps with scoring the last.
+        max_text_chars: longest accepted text value (400 above it).
+        max_error_details: most entries listed in an error's ``details``.
+        retry_after_s: ``Retry-After`` seconds sent with a 503.
+
+    """
+
+    inference_target: str = "localhost:8001"
+    model_name: str = ""
+    deadline_s: float = 5.0
+    ready_timeout_s: float = 1.0
+    max_body_bytes: int = 64 * _MIB
+    max_rows: int = 50_000
+    chunk_rows: int = 1024
+    max_text_chars: int = 1024
+    max_error_details: int = 100
+    retry_after_s: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Build a Config from environment variables (see :data:`ENV`); bad values raise."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            text = env.get(ENV[field.name])
+            if text is None or text.strip() == "":
+                continue
+            kind = type(getattr(cls, field.name))
+            try:
+                value = kind(text.strip())
+            except ValueError as exc:
+                raise ValueError(f"{ENV[field.name]}={text!r}: {exc}") from exc
+            if kind is not str and value <= 0:
+                raise ValueError(f"{ENV[field.name]}={text!r}: must be > 0")
+            values[field.name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+
+ENV: Mapping[str, str] = {
+    "inference_target": "INFERENCE_TARGET",
+    "model_name": "INFERENCE_MODEL",
+    "deadline_s": "GATEWAY_DEADLINE_S",
+    "ready_timeout_s": "GATEWAY_READY_TIMEOUT_S",
+    "max_body_bytes": "GATEWAY_MAX_BODY_BYTES",
+    "max_rows": "GATEWAY_MAX_ROWS",
+    "chunk_rows": "GATEWAY_CHUNK_ROWS",
+    "max_text_chars": "GATEWAY_MAX_TEXT_CHARS",
+    "max_error_details": "GATEWAY_MAX_ERROR_DETAILS",
+    "retry_after_s": "GATEWAY_RETRY_AFTER_S",
+}
+"""The environment variable behind each setting."""

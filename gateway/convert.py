@@ -1,0 +1,306 @@
+"""JSON request bodies to typed input columns, column by column with numpy.
+
+The body is one object (a row) or an array of objects. Each model input becomes one
+column: FP64 inputs a float64 array (missing -> NaN), BYTES inputs a list of UTF-8
+strings (missing -> ``b""``; the inference server cleans text). Keys that are not
+model inputs are ignored; an absent key is a missing value.
+
+Speed matters (10,000 rows in one call): rows are read with one C-level
+``itemgetter`` per row, transposed with ``zip``, and each numeric column is parsed in
+one go (the common all-strings case by a single ``orjson`` parse of the joined
+column). Only a column that fails a fast path is walked value by value, which is
+also what finds and names every bad value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from gateway.errors import bad_request, detail, invalid_input
+
+FP64 = "FP64"
+FP32 = "FP32"
+BYTES = "BYTES"
+NUMERIC_TYPES = frozenset({FP64, FP32})
+"""Datatypes filled from numbers (sent as little-endian raw contents)."""
+
+MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
+"""Text meaning "no value" in a numeric field, any case (the same set cleaning uses)."""
+
+_NUMBER_BYTES = b"0123456789eE+-.,nul[]"
+"""Every byte a joined column of JSON numbers (and ``null``) may hold."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as ModelMetadata describes it."""
+
+    name: str
+    datatype: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Converted rows: one column per model input, in the model's input order.
+
+    Attributes:
+        n_rows: number of rows.
+        columns: float64 arrays for numeric inputs, lists of UTF-8 bytes for BYTES.
+
+    """
+
+    n_rows: int
+    columns: tuple[NDArray[np.float64] | list[bytes], ...]
+
+
+def parse_body(body: bytes) -> list[Any]:
+    """Decode a request body into its list of rows; a lone object is one row.
+
+    Raises:
+        ApiError: 400 for malformed JSON (NaN/Infinity literals and numbers beyond
+            float64 included), a top-level value that is neither an object nor an
+            array, or an empty array.
+
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"malformed JSON: {exc}") from None
+    if isinstance(data, dict):
+        return [data]
+    if not isinstance(data, list):
+        raise bad_request(
+            f"body must be a JSON object or an array of objects, got {_json_type(data)}"
+        )
+    if not data:
+        raise bad_request("body is an empty array: send at least one row")
+    return data
+
+
+def rows_to_batch(
+    rows: Sequence[Any],
+    inputs: Sequence[InputSpec],
+    *,
+    max_text_chars: int = 1024,
+    max_errors: int = 100,
+    row_offset: int = 0,
+) -> Batch:
+    """Convert rows (JSON objects) into one column per input.
+
+    ``row_offset`` is added to the row numbers of errors (``rows`` is then a slice).
+
+    Raises:
+        ApiError: 400 naming every bad row or value (the first ``max_errors`` of them,
+            ordered by row then input order): a row that is not an object or holds
+            none of the inputs, or a value that is not a number (numeric input) or
+            text/number (BYTES input), is non-finite, or is longer than
+            ``max_text_chars``.
+
+    """
+    names = [spec.name for spec in inputs]
+    values = _read_rows(rows, names, max_errors, row_offset)
+    columns: list[NDArray[np.float64] | list[bytes]] = []
+    errors: list[tuple[int, int, dict[str, Any]]] = []
+    n_bad = 0
+    for position, (spec, column) in enumerate(zip(inputs, values, strict=True)):
+        found: list[tuple[int, dict[str, Any]]] = []
+        if spec.datatype in NUMERIC_TYPES:
+            columns.append(numeric_column(column, spec.name, found))
+        else:
+            columns.append(text_column(column, spec.name, found, max_text_chars))
+        n_bad += len(found)
+        errors.extend((row, position, item) for row, item in found[:max_errors])
+    if errors:
+        errors.sort(key=lambda error: (error[0], error[1]))
+        details = [item for _, _, item in errors[:max_errors]]
+        for item in details:
+            item["row"] += row_offset
+        raise invalid_input("value", details, n_bad, max_errors)
+    return Batch(len(rows), tuple(columns))
+
+
+def _read_rows(
+    rows: Sequence[Any], names: list[str], max_errors: int, offset: int
+) -> list[tuple[Any, ...]]:
+    """Transpose rows into one tuple of raw values per name; 400 for bad rows."""
+    getter = itemgetter(*names) if len(names) > 1 else _single_getter(names[0])
+    try:
+        table = list(map(getter, rows))  # fails on a non-object row or an absent key
+    except (KeyError, TypeError):
+        table = []
+        bad: list[dict[str, Any]] = []
+        wanted = frozenset(names)
+        for i, row in enumerate(rows):
+            if type(row) is not dict:
+                reason = f"row must be a JSON object, got {_json_type(row)}"
+                bad.append(detail(offset + i, None, row, reason))
+            elif wanted.isdisjoint(row):
+                bad.append(detail(offset + i, None, row, "row holds none of the model's inputs"))
+            else:
+                table.append(tuple(map(row.get, names)))
+        if bad:
+            raise invalid_input("row", bad, len(bad), max_errors) from None
+    return list(zip(*table, strict=True))
+
+
+def _single_getter(name: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Return an itemgetter-like callable giving a 1-tuple (itemgetter of one key does not)."""
+
+    def get(row: dict[str, Any]) -> tuple[Any, ...]:
+        return (row[name],)
+
+    return get
+
+
+def numeric_column(
+    column: Sequence[Any], name: str, errors: list[tuple[int, dict[str, Any]]]
+) -> NDArray[np.float64]:
+    """Parse one numeric column into float64 (missing -> NaN); append bad values to errors.
+
+    Accepted: JSON numbers, numeric strings (surrounding spaces allowed), and as
+    missing ``null``, ``""`` and the texts of :data:`MISSING_TEXT` in any case.
+    """
+    parsed = _strings_fast(column)
+    if parsed is None:
+        parsed = _mixed_fast(column)
+    if parsed is not None:
+        return parsed
+    out = np.empty(len(column), dtype=np.float64)
+    for row, value in enumerate(column):
+        number, reason = parse_number(value)
+        out[row] = number
+        if reason is not None:
+            errors.append((row, detail(row, name, value, reason)))
+    return out
+
+
+def _strings_fast(column: Sequence[Any]) -> NDArray[np.float64] | None:
+    """All values strict JSON-number text, ``""`` or ``"nan"``: one orjson parse, else None."""
+    try:
+        text = "[" + ",".join(column) + "]"
+    except TypeError:
+        return None
+    if ",," in text:
+        text = text.replace(",,", ",null,").replace(",,", ",null,")
+    if ",nan," in text:
+        text = text.replace(",nan,", ",null,").replace(",nan,", ",null,")
+    raw = text.encode(errors="replace")
+    if (
+        raw.translate(None, _NUMBER_BYTES)
+        or raw.startswith((b"[,", b"[nan,"))  # a missing first or last value (rare):
+        or raw.endswith((b",]", b",nan]", b"[]"))  # left to the other paths
+    ):
+        return None
+    try:
+        values = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    # A value holding a comma would add elements; every value adds at least one.
+    if len(values) != len(column):
+        return None
+    return np.array(values, dtype=np.float64)
+
+
+def _mixed_fast(column: Sequence[Any]) -> NDArray[np.float64] | None:
+    """Numbers, nulls and numeric strings, all finite: numpy parses them, else None."""
+    if bool in set(map(type, column)):
+        return None
+    try:
+        out = np.array(column, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if out.shape != (len(column),) or np.isinf(out).any():
+        return None
+    return out
+
+
+def parse_number(value: Any) -> tuple[float, str | None]:
+    """Return ``(number, None)`` for a valid numeric value, ``(nan, reason)`` otherwise."""
+    number, reason = math.nan, None
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+        if value is not None:
+            reason = f"expected a number, got {_json_type(value)}"
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.lower() not in MISSING_TEXT:
+            try:
+                number = float(text)
+            except ValueError:
+                reason = "not a number"
+    else:
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+    if math.isinf(number):
+        number, reason = math.nan, "number out of range for float64"
+    return number, reason
+
+
+def text_column(
+    column: Sequence[Any],
+    name: str,
+    errors: list[tuple[int, dict[str, Any]]],
+    max_chars: int,
+) -> list[bytes]:
+    """Encode one text column as UTF-8 (missing -> ``b""``); append bad values to errors.
+
+    Accepted: strings up to ``max_chars`` characters, numbers (sent as their JSON
+    text) and ``null``.
+    """
+    try:
+        encoded = list(map(str.encode, column))
+    except (TypeError, UnicodeEncodeError):
+        pass
+    else:
+        if not encoded or max(map(len, column)) <= max_chars:
+            return encoded
+    out: list[bytes] = []
+    for row, value in enumerate(column):
+        data, reason = encode_text(value, max_chars)
+        out.append(data)
+        if reason is not None:
+            errors.append((row, detail(row, name, value, reason)))
+    return out
+
+
+def encode_text(value: Any, max_chars: int) -> tuple[bytes, str | None]:
+    """Return ``(utf8, None)`` for a valid text value, ``(b"", reason)`` otherwise."""
+    if value is None:
+        return b"", None
+    if isinstance(value, bool):
+        return b"", "expected text, got a boolean"
+    if isinstance(value, int | float):
+        value = orjson.dumps(value).decode() if math.isfinite(value) else "nan"
+    elif not isinstance(value, str):
+        return b"", f"expected text, got {_json_type(value)}"
+    if len(value) > max_chars:
+        return b"", f"text longer than {max_chars} characters"
+    try:
+        return value.encode(), None
+    except UnicodeEncodeError:
+        return b"", "text is not valid Unicode"
+
+
+_JSON_TYPES: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _json_type(value: Any) -> str:
+    """Name the JSON type of a decoded value."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)

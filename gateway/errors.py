@@ -1,0 +1,83 @@
+"""The gateway's error type and the JSON error body of the REST contract.
+
+Every error answer is ``{"error": "...", "details": [...]}`` where each detail names
+the offending ``row`` (0-based index in the request) and ``field`` when there is one,
+the ``value`` received (shortened when long) and the ``reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_VALUE_PREVIEW_CHARS = 80
+
+
+def preview(value: Any) -> Any:
+    """Return ``value`` as it can be echoed in an error: scalars as-is, long text cut."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > _VALUE_PREVIEW_CHARS:
+        return text[:_VALUE_PREVIEW_CHARS] + f"... ({len(text)} chars)"
+    return text
+
+
+def detail(row: int | None, field_name: str | None, value: Any, reason: str) -> dict[str, Any]:
+    """One entry of an error's ``details`` list."""
+    return {"row": row, "field": field_name, "value": preview(value), "reason": reason}
+
+
+@dataclass
+class ApiError(Exception):
+    """An error answered to the client as a JSON body with an HTTP status.
+
+    Attributes:
+        status: HTTP status code.
+        message: the ``error`` text.
+        details: per-row/field entries (see :func:`detail`).
+        headers: extra response headers (``Retry-After`` for 503).
+        count: how many problems were found (``details`` may list fewer).
+
+    """
+
+    status: int
+    message: str
+    details: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        """Make ``str(error)`` the message."""
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        """Return the JSON body of the error answer."""
+        return {"error": self.message, "details": self.details}
+
+
+def bad_request(message: str, details: list[dict[str, Any]] | None = None) -> ApiError:
+    """Build a 400 error."""
+    return ApiError(400, message, details or [])
+
+
+def invalid_input(kind: str, details: list[dict[str, Any]], count: int, cap: int) -> ApiError:
+    """Build the 400 for ``count`` invalid rows or values (``kind``), listing ``cap`` of them."""
+    shown = min(count, cap)
+    message = f"{count} invalid {kind}{'s' if count != 1 else ''}"
+    if count > shown:
+        message += f" (first {shown} listed)"
+    return ApiError(400, message, details[:cap], count=count)
+
+
+def merge_invalid(errors: list[ApiError], cap: int) -> ApiError:
+    """Combine the 400s of consecutive chunks of one request into one."""
+    kinds = {error.message.split(" ")[2].rstrip("s(") for error in errors}
+    kind = kinds.pop() if len(kinds) == 1 else "row or value"
+    details = [item for error in errors for item in error.details]
+    return invalid_input(kind, details, sum(error.count for error in errors), cap)
+
+
+def unavailable(message: str, retry_after_s: int) -> ApiError:
+    """Build a 503 error with ``Retry-After``."""
+    return ApiError(503, message, [], {"Retry-After": str(retry_after_s)})

@@ -1,0 +1,141 @@
+"""Open Inference Protocol v2 messages on the gateway side: metadata in, bytes out.
+
+Requests are encoded by hand on the hot path: the inputs' metadata part of a
+ModelInferRequest is serialized once per row count (cached) and the tensors follow
+as ``raw_input_contents`` fields (protobuf concatenation is a merge), so a call costs
+no per-input message objects. FP64 is sent little-endian, BYTES as elements each
+prefixed by its 4-byte little-endian length (the tritonclient format).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gateway.convert import BYTES, FP32, FP64, Batch, InputSpec
+from proto import inference_pb2 as pb
+
+PROBABILITY = "probability"
+CLASS = "class"
+_LENGTH = struct.Struct("<I")
+_RAW_INPUT_TAG = b"\x3a"  # field 7 (raw_input_contents), wire type 2 (length-delimited)
+_NUMERIC_WIRE: dict[str, np.dtype[Any]] = {FP64: np.dtype("<f8"), FP32: np.dtype("<f4")}
+_OUTPUT_DTYPES: dict[str, np.dtype[Any]] = {
+    "FP64": np.dtype("<f8"),
+    "FP32": np.dtype("<f4"),
+    "INT64": np.dtype("<i8"),
+    "INT32": np.dtype("<i4"),
+    "BOOL": np.dtype("?"),
+}
+
+
+class WireError(ValueError):
+    """Metadata or a response the gateway cannot use (a server/contract mismatch)."""
+
+
+@dataclass(frozen=True)
+class ModelSchema:
+    """What the gateway needs to know about the served model (from ModelMetadata)."""
+
+    name: str
+    version: str
+    inputs: tuple[InputSpec, ...]
+
+    @classmethod
+    def from_metadata(cls, metadata: pb.ModelMetadataResponse) -> ModelSchema:
+        """Read inputs and check the outputs of a ModelMetadata answer."""
+        inputs = tuple(InputSpec(t.name, t.datatype) for t in metadata.inputs)
+        if not inputs:
+            raise WireError(f"model {metadata.name!r} declares no inputs")
+        unsupported = [f"{s.name}:{s.datatype}" for s in inputs if s.datatype not in _SUPPORTED]
+        if unsupported:
+            raise WireError(f"unsupported input datatypes: {', '.join(unsupported)}")
+        outputs = {t.name for t in metadata.outputs}
+        if not {PROBABILITY, CLASS} <= outputs:
+            raise WireError(f"model outputs {sorted(outputs)} lack {PROBABILITY!r}/{CLASS!r}")
+        version = metadata.versions[0] if metadata.versions else ""
+        return cls(metadata.name, version, inputs)
+
+
+_SUPPORTED = frozenset({FP64, FP32, BYTES})
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@lru_cache(maxsize=256)
+def request_prefix(schema: ModelSchema, n_rows: int) -> bytes:
+    """Serialize a ModelInferRequest naming the model and every input with shape [n_rows]."""
+    request = pb.ModelInferRequest(model_name=schema.name, model_version=schema.version)
+    for spec in schema.inputs:
+        request.inputs.add(name=spec.name, datatype=spec.datatype, shape=[n_rows])
+    return request.SerializeToString()
+
+
+def pack_bytes(values: list[bytes]) -> bytes:
+    """BYTES raw contents: each element prefixed by its 4-byte little-endian length."""
+    parts: list[bytes] = [b""] * (2 * len(values))
+    parts[0::2] = map(_LENGTH.pack, map(len, values))
+    parts[1::2] = values
+    return b"".join(parts)
+
+
+def encode_request(schema: ModelSchema, batch: Batch, start: int, stop: int) -> bytes:
+    """Serialize the ModelInferRequest for rows ``start:stop`` of ``batch``."""
+    parts = [request_prefix(schema, stop - start)]
+    for spec, column in zip(schema.inputs, batch.columns, strict=True):
+        if isinstance(column, np.ndarray):
+            raw = column[start:stop].astype(_NUMERIC_WIRE[spec.datatype], copy=False).tobytes()
+        else:
+            raw = pack_bytes(column[start:stop])
+        parts += (_RAW_INPUT_TAG, _varint(len(raw)), raw)
+    return b"".join(parts)
+
+
+def decode_response(
+    response: pb.ModelInferResponse, n_rows: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """``(probability, class)`` arrays of a ModelInfer answer for ``n_rows`` rows."""
+    found: dict[str, NDArray[np.float64] | NDArray[np.int64]] = {}
+    raw_contents = response.raw_output_contents
+    for index, tensor in enumerate(response.outputs):
+        if tensor.name not in (PROBABILITY, CLASS):
+            continue
+        dtype = _OUTPUT_DTYPES.get(tensor.datatype)
+        if dtype is None:
+            raise WireError(f"output {tensor.name} has unsupported datatype {tensor.datatype}")
+        if index < len(raw_contents):
+            values = np.frombuffer(raw_contents[index], dtype=dtype)
+        else:
+            values = np.array(_typed_contents(tensor.contents, tensor.datatype), dtype=dtype)
+        if values.shape != (n_rows,):
+            raise WireError(f"output {tensor.name} has {values.size} values for {n_rows} rows")
+        found[tensor.name] = values
+    if PROBABILITY not in found or CLASS not in found:
+        raise WireError(f"response lacks {PROBABILITY!r} or {CLASS!r} (has {sorted(found)})")
+    return found[PROBABILITY].astype(np.float64), found[CLASS].astype(np.int64)
+
+
+def _typed_contents(contents: pb.InferTensorContents, datatype: str) -> list[float | int | bool]:
+    """Return the typed ``contents`` list matching an output datatype."""
+    if datatype == FP64:
+        return list(contents.fp64_contents)
+    if datatype == FP32:
+        return list(contents.fp32_contents)
+    if datatype == "INT64":
+        return list(contents.int64_contents)
+    if datatype == "INT32":
+        return list(contents.int_contents)
+    return list(contents.bool_contents)
