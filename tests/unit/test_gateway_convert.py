@@ -1,0 +1,319 @@
+"""JSON bodies -> input columns: the fast paths, every error class, and their agreement."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+import pytest
+
+from gateway.convert import (
+    InputSpec,
+    encode_text,
+    numeric_column,
+    parse_body,
+    parse_number,
+    rows_to_batch,
+    text_column,
+)
+from gateway.errors import ApiError
+
+SPECS = [
+    InputSpec("x0", "FP64"),
+    InputSpec("x1", "BYTES"),
+    InputSpec("x2", "FP64"),
+    InputSpec("x3", "FP64"),
+]
+EXERCISE_ROW = {
+    "x0": "9.521496806",
+    "x1": "wed",
+    "x2": "-5.087588682",
+    "x3": "-17.21471427",
+}
+
+
+def convert(rows: list[object], **kwargs: int):  # type: ignore[no-untyped-def]
+    return rows_to_batch(rows, SPECS, **kwargs)
+
+
+def error_of(rows: list[object], **kwargs: int) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        convert(rows, **kwargs)
+    assert caught.value.status == 400
+    return caught.value
+
+
+# ---- parse_body ---------------------------------------------------------------------------
+
+
+def test_object_is_one_row_and_array_is_kept() -> None:
+    assert parse_body(b'{"x0": "1"}') == [{"x0": "1"}]
+    assert parse_body(b'[{"x0": 1}, {"x0": 2}]') == [{"x0": 1}, {"x0": 2}]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"x0": "1"', "malformed JSON"),  # truncated
+        (b"{x0: 1}", "malformed JSON"),
+        (b"\xff\xfe{}", "malformed JSON"),  # not UTF-8
+        (b'{"x0": NaN}', "malformed JSON"),
+        (b'{"x0": Infinity}', "malformed JSON"),
+        (b'{"x0": 1e400}', "malformed JSON"),
+        (b"", "malformed JSON"),
+        (b"3", "got a number"),
+        (b'"row"', "got a string"),
+        (b"null", "got null"),
+        (b"true", "got a boolean"),
+        (b"[]", "empty array"),
+    ],
+)
+def test_bad_bodies_are_400(body: bytes, fragment: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_body(body)
+    assert caught.value.status == 400
+    assert fragment in caught.value.message
+
+
+def test_duplicate_keys_keep_the_last_value() -> None:
+    assert parse_body(b'{"x0": "1", "x0": "2"}') == [{"x0": "2"}]
+
+
+# ---- numbers ------------------------------------------------------------------------------
+
+
+def test_exercise_strings_convert_exactly() -> None:
+    batch = convert([EXERCISE_ROW, {**EXERCISE_ROW, "x0": "105.79463270000001"}])
+    assert batch.n_rows == 2
+    x0, x1, _x2, x3 = batch.columns
+    assert isinstance(x0, np.ndarray)
+    assert x0.tolist() == [9.521496806, 105.79463270000001]
+    assert x1 == [b"wed", b"wed"]
+    assert x3.tolist() == [-17.21471427, -17.21471427]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("missing", [None, "", "nan", "NaN", " NA ", "null", "None", "n/a"])
+def test_every_spelling_of_missing_is_nan(missing: object) -> None:
+    rows = [{**EXERCISE_ROW, "x2": missing}, EXERCISE_ROW]
+    x2 = convert(rows).columns[2]
+    assert math.isnan(x2[0])  # type: ignore[arg-type]
+    assert x2[1] == -5.087588682
+
+
+def test_absent_key_is_missing_and_extra_keys_are_ignored() -> None:
+    row = {"x0": "1.5", "x1": "fri", "unknown": [1, 2], "y": "whatever"}
+    x0, x1, x2, x3 = convert([row]).columns
+    assert x0.tolist() == [1.5]  # type: ignore[union-attr]
+    assert x1 == [b"fri"]
+    assert math.isnan(x2[0])
+    assert math.isnan(x3[0])
+
+
+def test_numbers_and_numeric_strings_mix() -> None:
+    rows = [
+        {"x0": 1, "x2": 2.5, "x3": "3"},
+        {"x0": " 4.5 ", "x2": None, "x3": -7},
+        {"x0": "1e-3", "x2": "-0.0", "x3": 12345678901234567890},
+    ]
+    x0, _, x2, x3 = convert(rows).columns
+    assert x0.tolist() == [1.0, 4.5, 0.001]  # type: ignore[union-attr]
+    assert x2[0] == 2.5
+    assert math.isnan(x2[1])
+    assert x2[2] == 0.0
+    assert x3.tolist() == [3.0, -7.0, 1.2345678901234567e19]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("abc", "not a number"),
+        ("1,5", "not a number"),
+        ("$12", "not a number"),
+        ("1e400", "out of range"),
+        ("-1e400", "out of range"),
+        ("inf", "out of range"),
+        ("Infinity", "out of range"),
+        (True, "got a boolean"),
+        (False, "got a boolean"),
+        ([1], "got an array"),
+        ({"a": 1}, "got an object"),
+    ],
+)
+def test_bad_numeric_values_name_row_field_value_and_reason(value: object, reason: str) -> None:
+    error = error_of([EXERCISE_ROW, {**EXERCISE_ROW, "x2": value}])
+    assert error.message == "1 invalid value"
+    [item] = error.details
+    assert item["row"] == 1
+    assert item["field"] == "x2"
+    assert reason in item["reason"]
+    expected = value if isinstance(value, str | bool) else repr(value)
+    assert item["value"] == expected
+
+
+def test_a_column_of_one_element_arrays_is_not_flattened() -> None:
+    error = error_of([{**EXERCISE_ROW, "x0": [1.0]}, {**EXERCISE_ROW, "x0": [2.0]}])
+    assert [(d["row"], d["field"]) for d in error.details] == [(0, "x0"), (1, "x0")]
+
+
+def test_every_bad_value_is_reported_in_row_then_input_order() -> None:
+    rows = [
+        {**EXERCISE_ROW, "x3": "bad", "x0": "bad"},
+        EXERCISE_ROW,
+        {**EXERCISE_ROW, "x2": "bad", "x1": True},
+    ]
+    error = error_of(rows)
+    assert error.message == "4 invalid values"
+    assert [(d["row"], d["field"]) for d in error.details] == [
+        (0, "x0"),
+        (0, "x3"),
+        (2, "x1"),
+        (2, "x2"),
+    ]
+
+
+def test_error_details_are_capped_but_counted() -> None:
+    rows = [{**EXERCISE_ROW, "x0": "bad", "x2": "bad"} for _ in range(30)]
+    error = error_of(rows, max_errors=5)
+    assert error.count == 60
+    assert error.message == "60 invalid values (first 5 listed)"
+    assert [(d["row"], d["field"]) for d in error.details] == [
+        (0, "x0"),
+        (0, "x2"),
+        (1, "x0"),
+        (1, "x2"),
+        (2, "x0"),
+    ]
+
+
+def test_row_offset_shifts_reported_rows() -> None:
+    error = error_of([EXERCISE_ROW, {**EXERCISE_ROW, "x0": "bad"}], row_offset=1000)
+    assert error.details[0]["row"] == 1001
+
+
+def test_long_values_are_shortened_in_errors() -> None:
+    error = error_of([{**EXERCISE_ROW, "x0": "9" * 5000 + "x"}])
+    assert error.details[0]["value"].endswith("... (5001 chars)")
+    assert len(error.details[0]["value"]) < 120
+
+
+# ---- rows ---------------------------------------------------------------------------------
+
+
+def test_non_object_rows_are_all_listed() -> None:
+    error = error_of([EXERCISE_ROW, [1, 2], "row", None, 7])
+    assert error.message == "4 invalid rows"
+    assert [d["row"] for d in error.details] == [1, 2, 3, 4]
+    assert error.details[0]["field"] is None
+    assert "got an array" in error.details[0]["reason"]
+    assert "got null" in error.details[2]["reason"]
+
+
+def test_rows_without_any_input_are_rejected() -> None:
+    error = error_of([EXERCISE_ROW, {}, {"y": 1}])
+    assert [d["row"] for d in error.details] == [1, 2]
+    assert "none of the model's inputs" in error.details[0]["reason"]
+
+
+def test_a_row_with_every_input_null_is_scored_as_missing() -> None:
+    batch = convert([dict.fromkeys(EXERCISE_ROW)])
+    assert math.isnan(batch.columns[0][0])  # type: ignore[arg-type]
+    assert batch.columns[1] == [b""]
+
+
+# ---- text ---------------------------------------------------------------------------------
+
+
+def test_text_values() -> None:
+    rows = [
+        {**EXERCISE_ROW, "x1": "$1,296.43 "},
+        {**EXERCISE_ROW, "x1": None},
+        {**EXERCISE_ROW, "x1": 5},
+        {**EXERCISE_ROW, "x1": 0.01},
+        {**EXERCISE_ROW, "x1": "Mercedes\u2013Benz \u00fc"},
+    ]
+    assert convert(rows).columns[1] == [
+        b"$1,296.43 ",
+        b"",
+        b"5",
+        b"0.01",
+        "Mercedes\u2013Benz \u00fc".encode(),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (True, "got a boolean"),
+        (["wed"], "got an array"),
+        ({"day": "wed"}, "got an object"),
+        ("w" * 1025, "longer than 1024"),
+        ("\ud800", "not valid Unicode"),
+    ],
+)
+def test_bad_text_values(value: object, reason: str) -> None:
+    error = error_of([{**EXERCISE_ROW, "x1": value}])
+    assert error.details[0]["field"] == "x1"
+    assert reason in error.details[0]["reason"]
+
+
+def test_text_limit_is_configurable() -> None:
+    assert convert([{**EXERCISE_ROW, "x1": "w" * 20}], max_text_chars=20).columns[1] == [b"w" * 20]
+    error_of([{**EXERCISE_ROW, "x1": "w" * 21}], max_text_chars=20)
+
+
+def test_encode_text_of_non_finite_number() -> None:
+    assert encode_text(math.nan, 10) == (b"nan", None)
+
+
+# ---- the fast paths agree with the value-by-value parser ------------------------------------
+
+COLUMN_CASES = [
+    ["1.5", "", "2", "", "", "-3e2"],
+    ["", "1", "2"],
+    ["1", "2", ""],
+    [""],
+    ["nan", "1.25", "nan"],
+    ["1", None, 2.5, "3"],
+    ["007", "+1", ".5", "1_000", " 2 "],
+    ["1", "2", "3"],
+]
+
+
+@pytest.mark.parametrize("column", COLUMN_CASES)
+def test_fast_paths_match_parse_number(column: list[object]) -> None:
+    errors: list[tuple[int, dict[str, object]]] = []
+    got = numeric_column(tuple(column), "x0", errors)
+    expected = [parse_number(v)[0] for v in column]
+    assert errors == []
+    assert np.array_equal(got, np.array(expected), equal_nan=True)
+
+
+def test_a_comma_inside_a_value_is_not_split_into_two() -> None:
+    errors: list[tuple[int, dict[str, object]]] = []
+    numeric_column(("1,2", "3"), "x0", errors)
+    assert [row for row, _ in errors] == [0]
+
+
+def test_text_column_fast_path_keeps_order() -> None:
+    errors: list[tuple[int, dict[str, object]]] = []
+    assert text_column(("a", "bb", ""), "x1", errors, 10) == [b"a", b"bb", b""]
+    assert errors == []
+
+
+def test_a_single_input_model() -> None:
+    batch = rows_to_batch([{"x0": "2"}], [InputSpec("x0", "FP64")])
+    assert batch.columns[0].tolist() == [2.0]  # type: ignore[union-attr]
+
+
+def test_ten_thousand_string_rows_convert_and_match() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(10_000, 3)) * 100
+    rows = [
+        {"x0": str(a), "x1": "thur", "x2": "" if i % 7 == 0 else str(b), "x3": str(c)}
+        for i, (a, b, c) in enumerate(values.tolist())
+    ]
+    batch = convert(orjson.loads(orjson.dumps(rows)))
+    assert np.array_equal(batch.columns[0], values[:, 0])
+    expected_x2 = np.where(np.arange(10_000) % 7 == 0, np.nan, values[:, 1])
+    assert np.array_equal(batch.columns[2], expected_x2, equal_nan=True)

@@ -1,0 +1,139 @@
+"""Gateway settings, error bodies, metrics, the OpenAPI document and gunicorn hooks."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from gateway import metrics
+from gateway.app import create_app
+from gateway.config import ENV, Config
+from gateway.errors import ApiError, detail, invalid_input, merge_invalid, preview
+from gateway.openapi import OPENAPI
+
+
+def test_config_defaults_and_environment() -> None:
+    assert Config.from_env({}) == Config()
+    config = Config.from_env(
+        {
+            "INFERENCE_TARGET": "dns:///inference:8001",
+            "GATEWAY_DEADLINE_S": "0.5",
+            "GATEWAY_MAX_ROWS": "10",
+            "INFERENCE_MODEL": " m ",
+            "GATEWAY_CHUNK_ROWS": "",
+        }
+    )
+    assert config.inference_target == "dns:///inference:8001"
+    assert config.deadline_s == 0.5
+    assert config.max_rows == 10
+    assert config.model_name == "m"
+    assert config.chunk_rows == Config().chunk_rows
+    assert set(ENV) == set(Config.__dataclass_fields__)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("GATEWAY_MAX_ROWS", "ten"), ("GATEWAY_DEADLINE_S", "0")]
+)
+def test_bad_settings_raise_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Config.from_env({name: value})
+
+
+def test_error_helpers() -> None:
+    assert preview(None) is None
+    assert preview(1.5) == 1.5
+    assert preview(True) is True
+    assert preview({"a": 1}) == "{'a': 1}"
+    assert detail(3, "x1", "v", "why") == {"row": 3, "field": "x1", "value": "v", "reason": "why"}
+    one = invalid_input("value", [detail(0, "x0", "a", "r")], 1, 100)
+    two = invalid_input("value", [detail(5, "x0", "b", "r"), detail(6, "x0", "c", "r")], 2, 100)
+    merged = merge_invalid([one, two], 2)
+    assert merged.message == "3 invalid values (first 2 listed)"
+    assert [d["row"] for d in merged.details] == [0, 5]
+    rows = invalid_input("row", [detail(9, None, 1, "r")], 1, 100)
+    assert merge_invalid([one, rows], 10).message == "2 invalid row or values"
+    error = ApiError(503, "down", headers={"Retry-After": "1"})
+    assert str(error) == "down"
+    assert error.body() == {"error": "down", "details": []}
+
+
+def test_openapi_documents_exactly_the_app_routes() -> None:
+    app = create_app(Config(inference_target="127.0.0.1:1"))
+    routes = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert routes == set(OPENAPI["paths"])
+    assert OPENAPI["openapi"].startswith("3.")
+    responses = OPENAPI["paths"]["/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "415", "503", "504"} <= set(responses)
+
+
+def test_metrics_render_single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    metrics.REQUESTS.labels("/test", "200").inc()
+    body, content_type = metrics.render()
+    assert b'gateway_requests_total{route="/test",status="200"}' in body
+    assert content_type.startswith("text/plain")
+    metrics.mark_process_dead(os.getpid())  # no multiprocess directory: nothing to do
+
+
+def test_metrics_render_multiprocess_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    body, _ = metrics.render()
+    assert isinstance(body, bytes)
+    metrics.mark_process_dead(12345)
+
+
+def _gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no-untyped-def]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    import gateway.gunicorn_conf as conf
+
+    return importlib.reload(conf)
+
+
+def test_gunicorn_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = _gunicorn_conf(
+        monkeypatch,
+        GATEWAY_PORT="6001",
+        GATEWAY_WORKERS="3",
+        GATEWAY_THREADS="2",
+        GATEWAY_HOST="127.0.0.1",
+    )
+    assert conf.bind == "127.0.0.1:6001"
+    assert (conf.workers, conf.threads, conf.worker_class) == (3, 2, "gthread")
+    assert conf.preload_app is False
+    assert conf.default_workers() >= 1
+    monkeypatch.setenv("GATEWAY_WORKERS", "0")
+    with pytest.raises(ValueError, match="GATEWAY_WORKERS"):
+        importlib.reload(conf)
+    monkeypatch.delenv("GATEWAY_WORKERS")
+    importlib.reload(conf)
+
+
+def test_gunicorn_hooks_manage_the_metrics_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    conf = _gunicorn_conf(monkeypatch)
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_1.db").write_bytes(b"stale")
+    (directory / "keep.txt").write_text("x")
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
+    monkeypatch.delenv("COVERAGE_PROCESS_START", raising=False)
+    conf.on_starting(None)
+    assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
+    worker = SimpleNamespace(pid=999_999)
+    conf.post_fork(None, worker)  # no coverage requested: nothing started
+    conf.worker_exit(None, worker)
+    conf.child_exit(None, worker)
+    monkeypatch.delenv("GATEWAY_METRICS_DIR_OWNED", raising=False)
+    conf.on_exit(None)
+    assert directory.exists()  # not ours: kept
+    monkeypatch.setenv("GATEWAY_METRICS_DIR_OWNED", "1")
+    conf.on_exit(None)
+    assert not directory.exists()
