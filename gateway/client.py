@@ -153,7 +153,7 @@ class InferenceClient:
 
         """
         schema = self.schema()
-        request = pb.ModelReadyRequest(name=schema.name, version=schema.version)
+        request = pb.ModelReadyRequest(name=schema.name)
         try:
             answer = self._stub.ModelReady(request, timeout=self._config.ready_timeout_s)
         except grpc.RpcError as exc:

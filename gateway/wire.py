@@ -78,7 +78,8 @@ def _varint(value: int) -> bytes:
 @lru_cache(maxsize=256)
 def request_prefix(schema: ModelSchema, n_rows: int) -> bytes:
     """Serialize a ModelInferRequest naming the model and every input with shape [n_rows]."""
-    request = pb.ModelInferRequest(model_name=schema.name, model_version=schema.version)
+    # No model_version: any version of the model may answer (replicas mid-rollout).
+    request = pb.ModelInferRequest(model_name=schema.name)
     for spec in schema.inputs:
         request.inputs.add(name=spec.name, datatype=spec.datatype, shape=[n_rows])
     return request.SerializeToString()

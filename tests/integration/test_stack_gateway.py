@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from modeling.cli import main as modeling_main
 from modeling.synthetic import synthetic_records
 from tests.integration.conftest import ManagedProcess, StartInference, free_port, wait_until
 from tests.integration.gateway_helpers import (
     JSON,
     Gateways,
-    answers,
     bundle_name,
     predict,
     request,
@@ -271,19 +271,17 @@ def test_503_while_inference_is_down_and_recovery_without_restart(
         assert "UNAVAILABLE" in payload["error"]
         assert request(gateway, "GET", "/readyz")[0] == 503
 
-    down()  # never up yet
-    server = start_inference(inference_bundle, "--port", str(port), wait=False)
-    wait_until(lambda: answers(gateway, "/readyz", 200), 60.0, "readiness after start")
-    assert predict(gateway, ROWS[0])[0] == 200
-    server.stop()
-    down()  # went away
-    start_inference(inference_bundle, "--port", str(port), wait=False)
-    wait_until(lambda: answers(gateway, "/readyz", 200), 60.0, "readiness after restart")
-
     def all_workers_back() -> bool:  # each worker's channel reconnects within its backoff
         return all(predict(gateway, ROWS[0])[0] == 200 for _ in range(6))
 
-    wait_until(all_workers_back, 10.0, "every worker scoring again")
+    down()  # never up yet
+    server = start_inference(inference_bundle, "--port", str(port), wait=False)
+    wait_until(all_workers_back, 60.0, "every worker scoring after the start")
+    server.stop()
+    down()  # went away
+    start_inference(inference_bundle, "--port", str(port), wait=False)
+    wait_until(all_workers_back, 60.0, "every worker scoring after the restart")
+    assert request(gateway, "GET", "/readyz")[0] == 200
     check_predictions(predict(gateway, ROWS[0])[2], 1)
 
 
@@ -308,3 +306,50 @@ def test_unknown_model_name_is_503(
     status, _, payload = predict(port, ROWS[0])
     assert status == 503
     assert "NOT_FOUND" in payload["error"]
+
+
+def test_errors_of_every_chunk_are_reported_with_request_row_numbers(gateway: int) -> None:
+    rows = synthetic_records(450, seed=5)  # chunks of 200: rows 5 and 420 are in different ones
+    rows[5] = {**rows[5], "x0": "five"}
+    rows[420] = {**rows[420], "x99": True}
+    status, _, payload = predict(gateway, rows)
+    assert status == 400
+    assert payload["error"] == "2 invalid values"
+    assert [(d["row"], d["field"]) for d in payload["details"]] == [(5, "x0"), (420, "x99")]
+
+
+def test_a_replaced_model_is_picked_up_without_restart(
+    start_gateway: Gateways,
+    start_inference: StartInference,
+    inference_bundle: Path,
+    tmp_path: Path,
+) -> None:
+    # Same name, another version (a redeployed bundle): the gateway keeps its workers,
+    # answers 503 during the switch and then scores with the new model.
+    replacement = tmp_path / "new" / inference_bundle.name
+    code = modeling_main(
+        [
+            "train",
+            "--synthetic",
+            "2000",
+            "--profile",
+            "quick",
+            "--seed",
+            "1",
+            "--out",
+            str(replacement),
+        ]
+    )
+    assert code == 0
+    port = free_port()
+    first = start_inference(inference_bundle, "--port", str(port), wait=False)
+    gateway = start_gateway.start(
+        f"127.0.0.1:{port}", INFERENCE_MODEL=bundle_name(inference_bundle), GATEWAY_WORKERS="1"
+    ).ports["http"]
+    before = predict(gateway, ROWS[0])[2]
+    first.stop()
+    start_inference(replacement, "--port", str(port), wait=False)
+    wait_until(lambda: predict(gateway, ROWS[0])[0] == 200, 60.0, "scoring with the new model")
+    after = predict(gateway, ROWS[0])[2]
+    check_predictions(after, 1)
+    assert after != before

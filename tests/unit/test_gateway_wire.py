@@ -40,7 +40,7 @@ def test_request_round_trips_through_protobuf() -> None:
     batch = Batch(n, (x0, x1, x2))
     request = pb.ModelInferRequest.FromString(encode_request(SCHEMA, batch, 10, 260))
     assert request.model_name == "demo"
-    assert request.model_version == "v1"
+    assert request.model_version == ""  # any version may answer (replicas mid-rollout)
     assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [
         ("x0", "FP64", [250]),
         ("x1", "BYTES", [250]),
