@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Run the scoring API on http://localhost:5001 (POST /predict).
+#
+#   ./run_api.sh            Docker Compose when a Docker engine answers, else local processes
+#   ./run_api.sh --local    local processes: the gRPC inference server + the gunicorn gateway
+#   ./run_api.sh --docker   Docker Compose only (docker compose up -d --build --wait)
+#
+# The model bundle is models/current. When it is missing (or is a DEMO bundle and real
+# data is now available) it is trained first from $TRAIN_CSV if set, else from
+# data/exercise_06_train.csv if present, else a DEMO model on synthetic rows (said loudly).
+# Local mode creates .venv with `make setup` when it is missing, waits until the gateway's
+# /readyz answers, and stops both processes on Ctrl-C or SIGTERM.
+#
+# Environment: TRAIN_CSV, GATEWAY_PORT (5001), INFERENCE_PORT (8001),
+# INFERENCE_METRICS_PORT (8002), GATEWAY_WORKERS, GATEWAY_THREADS, and every
+# setting of bin/start-gateway and bin/start-inference.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+mode=auto
+case "${1:-}" in
+    --local) mode=local ;;
+    --docker) mode=docker ;;
+    "") ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--local|--docker]" >&2; exit 2 ;;
+esac
+if [ "$mode" = auto ]; then
+    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then mode=docker; else mode=local; fi
+fi
+
+GATEWAY_PORT="${GATEWAY_PORT:-5001}"
+BUNDLE="$root/models/current"
+SAMPLE='{"x0": "9.521496806", "x1": "wed", "x12": "$296.43 ", "x54": "Jun", "x99": "-1.926577376"}'
+
+say() { printf '%s\n' "run_api: $*"; }
+
+sample_curl() {
+    say "API:      http://localhost:$GATEWAY_PORT/predict   (POST, content-type: application/json)"
+    say "health:   http://localhost:$GATEWAY_PORT/healthz  /readyz  /metrics  /openapi.json"
+    say "try it:"
+    printf "  curl --request POST --url http://localhost:%s/predict --header 'content-type: application/json' --data '%s'\n" \
+        "$GATEWAY_PORT" "$SAMPLE"
+}
+
+# ---- Docker: the platform's compose file trains (its trainer service) and serves ----------
+if [ "$mode" = docker ]; then
+    if [ -n "${TRAIN_CSV:-}" ]; then
+        export TRAIN_DATA_DIR="$(cd "$(dirname "$TRAIN_CSV")" && pwd)" TRAIN_CSV_NAME="$(basename "$TRAIN_CSV")"
+    fi
+    say "Docker engine found: docker compose up -d --build --wait"
+    docker compose up -d --build --wait
+    sample_curl
+    say "stop with: docker compose down"
+    exit 0
+fi
+
+# ---- Local processes ------------------------------------------------------------------------
+if [ ! -x "$root/.venv/bin/python" ]; then
+    say "no .venv yet: make setup (installs the pinned dependencies)"
+    make setup
+fi
+export PYTHON="$root/.venv/bin/python"
+
+train_csv="${TRAIN_CSV:-}"
+if [ -z "$train_csv" ] && [ -f "$root/data/exercise_06_train.csv" ]; then
+    train_csv="$root/data/exercise_06_train.csv"
+fi
+if [ -n "$train_csv" ] && [ ! -f "$train_csv" ]; then
+    say "TRAIN_CSV=$train_csv does not exist" >&2
+    exit 2
+fi
+
+is_demo() {
+    "$PYTHON" -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("demo") else 1)' \
+        "$BUNDLE/manifest.json"
+}
+
+if [ ! -f "$BUNDLE/manifest.json" ] || { [ -n "$train_csv" ] && is_demo; }; then
+    staging="$root/models/.staging"
+    rm -rf "$staging"
+    mkdir -p "$staging"
+    if [ -n "$train_csv" ]; then
+        say "training the model from $train_csv into models/current"
+        "$PYTHON" -m modeling train --train "$train_csv" --out "$staging/current"
+    else
+        cat >&2 <<'NOTICE'
+
+##########################################################################################
+##  NOTICE: no training data (set TRAIN_CSV or put data/exercise_06_train.csv in place). ##
+##  Training a DEMO model on SYNTHETIC rows: its predictions mean nothing for real data. ##
+##########################################################################################
+
+NOTICE
+        "$PYTHON" -m modeling train --synthetic 3000 --profile quick --out "$staging/current"
+    fi
+    rm -rf "$BUNDLE"
+    mv "$staging/current" "$BUNDLE"
+    rm -rf "$staging"
+fi
+if is_demo; then
+    say "NOTICE: serving a DEMO model trained on synthetic rows"
+fi
+INFERENCE_MODEL="$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$BUNDLE/manifest.json")"
+export INFERENCE_MODEL
+
+export INFERENCE_PORT="${INFERENCE_PORT:-8001}" INFERENCE_METRICS_PORT="${INFERENCE_METRICS_PORT:-8002}"
+export GATEWAY_PORT INFERENCE_TARGET="${INFERENCE_TARGET:-localhost:$INFERENCE_PORT}"
+
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    if [ "${#pids[@]}" -gt 0 ]; then
+        say "stopping (pids ${pids[*]})"
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+    fi
+}
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap stop EXIT
+
+"$root/bin/start-inference" --bundle "$BUNDLE" &
+pids+=("$!")
+"$root/bin/start-gateway" &
+pids+=("$!")
+
+say "waiting for http://localhost:$GATEWAY_PORT/readyz"
+for _ in $(seq 1 240); do
+    for pid in "${pids[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "a server exited during start-up" >&2
+            exit 1
+        fi
+    done
+    if "$PYTHON" -c 'import sys,urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
+        "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1; then
+        say "ready"
+        sample_curl
+        say "Ctrl-C stops both servers"
+        wait -n "${pids[@]}" || true
+        say "a server exited" >&2
+        exit 1
+    fi
+    sleep 0.5
+done
+say "not ready after 120 s" >&2
+exit 1
