@@ -8,6 +8,7 @@ numeric columns as float arrays, text columns as bytes.
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import time
@@ -20,6 +21,11 @@ from modeling.data import read_csv
 from modeling.schema import TEXT_COLUMNS
 
 
+def _missing(value: object) -> bool:
+    """None or a float NaN (what a CSV reader gives for an empty text cell)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _as_served(path: Path) -> tuple[dict[str, np.ndarray], int]:
     """Read the CSV into the column types the gRPC tensors carry."""
     table = read_csv(path)
@@ -27,7 +33,7 @@ def _as_served(path: Path) -> tuple[dict[str, np.ndarray], int]:
     for name, values in table.columns.items():
         if name in TEXT_COLUMNS:
             columns[name] = np.array(
-                [b"" if v != v else str(v).encode() for v in values], dtype=object
+                [b"" if _missing(v) else str(v).encode() for v in values], dtype=object
             )
         else:
             columns[name] = values.astype(np.float64)
@@ -57,16 +63,18 @@ def main() -> None:
     single = _timings(lambda: predictor.predict(one, 1), 500)
     batch = _timings(lambda: predictor.predict(columns, n_rows), 7)
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     print(f"Machine: {cpu}, Python {platform.python_version()}\n")
     print("| measure | median ms | p99 / max ms |")
     print("|---|---|---|")
     print(f"| load bundle | {statistics.median(load_ms):.1f} | {max(load_ms):.1f} |")
-    print(f"| predict 1 row | {statistics.median(single):.2f} | "
-          f"{np.percentile(single, 99):.2f} |")
+    print(f"| predict 1 row | {statistics.median(single):.2f} | {np.percentile(single, 99):.2f} |")
     print(f"| predict {n_rows} rows | {statistics.median(batch):.1f} | {max(batch):.1f} |")
 
 
