@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from gateway import metrics
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.config import Config
-from gateway.convert import Batch, parse_body, rows_to_batch
+from gateway.convert import Batch, parse_body, rows_to_batch, split_rows
 from gateway.errors import ApiError, merge_invalid
 from gateway.openapi import OPENAPI
 from gateway.wire import ModelSchema
@@ -31,6 +31,7 @@ from gateway.wire import ModelSchema
 log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
+_STREAM_MIN_BYTES = 1 << 20  # bodies above 1 MiB are parsed piece by piece when possible
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -93,7 +94,14 @@ def create_app(config: Config | None = None) -> Flask:
         length = request.content_length
         if length is not None and length > config.max_body_bytes:
             raise ApiError(413, f"request body larger than {config.max_body_bytes} bytes")
-        rows = parse_body(request.get_data(cache=False))
+        body = request.get_data(cache=False)
+        split = split_rows(body, config.chunk_rows) if len(body) > _STREAM_MIN_BYTES else None
+        if split is not None and split[1] <= config.max_rows:
+            try:
+                return _json(_score_pieces(client, config, split[0]))
+            except _PieceError:
+                pass  # not splittable after all: the whole body decides
+        rows = parse_body(body)
         if len(rows) > config.max_rows:
             raise ApiError(413, f"{len(rows)} rows in one request; the limit is {config.max_rows}")
         return _json(_score(client, config, rows))
@@ -145,19 +153,66 @@ def _infer(
     """Score rows: one call, or chunks converted and sent one after another."""
     if len(rows) <= config.chunk_rows:
         return client.infer_one(schema, _convert(config, schema, rows, 0))
-    return client.infer(schema, _chunks(config, schema, rows))
+    return client.infer(schema, _chunks(config, schema, _slices(config, rows)))
 
 
-def _chunks(config: Config, schema: ModelSchema, rows: list[Any]) -> Iterator[Batch]:
-    """Yield converted chunks of ``chunk_rows`` rows; after a bad one, only collect errors.
+def _score_pieces(
+    client: InferenceClient, config: Config, pieces: list[bytes]
+) -> list[dict[str, Any]]:
+    """Parse, convert and send a large array piece by piece (parsing overlaps scoring).
+
+    Raises:
+        _PieceError: a piece is not a JSON array by itself, or the model changed; the
+            caller then handles the whole body the ordinary way.
+
+    """
+    schema = client.schema()
+    try:
+        probability, label = client.infer(schema, _chunks(config, schema, _parsed(config, pieces)))
+    except StaleSchemaError:
+        raise _PieceError from None
+    metrics.ROWS.observe(len(label))
+    return [
+        {"class": c, "probability": p}
+        for c, p in zip(label.tolist(), probability.tolist(), strict=True)
+    ]
+
+
+class _PieceError(Exception):
+    """A piece of a split body cannot be handled on its own."""
+
+
+def _parsed(config: Config, pieces: list[bytes]) -> Iterator[tuple[int, list[Any]]]:
+    """Yield ``(offset, rows)`` of each piece, parsed only when needed."""
+    offset = 0
+    for piece in pieces:
+        try:
+            rows = orjson.loads(piece)
+        except orjson.JSONDecodeError:
+            raise _PieceError from None
+        offset += len(rows)
+        if offset > config.max_rows:
+            raise _PieceError
+        yield offset - len(rows), rows
+
+
+def _slices(config: Config, rows: list[Any]) -> Iterator[tuple[int, list[Any]]]:
+    """Yield ``(offset, rows)`` chunks of ``chunk_rows`` rows."""
+    for start in range(0, len(rows), config.chunk_rows):
+        yield start, rows[start : start + config.chunk_rows]
+
+
+def _chunks(
+    config: Config, schema: ModelSchema, chunks: Iterator[tuple[int, list[Any]]]
+) -> Iterator[Batch]:
+    """Yield converted chunks; after a bad one, only collect errors.
 
     Raises:
         ApiError: one 400 listing the invalid rows and values of every chunk.
 
     """
     errors: list[ApiError] = []
-    for start in range(0, len(rows), config.chunk_rows):
-        chunk = rows[start : start + config.chunk_rows]
+    for start, chunk in chunks:
         try:
             batch = _convert(config, schema, chunk, start)
         except ApiError as error:

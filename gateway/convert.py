@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -35,7 +36,7 @@ NUMERIC_TYPES = frozenset({FP64, FP32})
 MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 """Text meaning "no value" in a numeric field, any case (the same set cleaning uses)."""
 
-_NUMBER_BYTES = b"0123456789eE+-.,nul[]"
+_NUMBER_BYTES = b"0123456789eE+-.,nul"
 """Every byte a joined column of JSON numbers (and ``null``) may hold."""
 
 
@@ -85,6 +86,47 @@ def parse_body(body: bytes) -> list[Any]:
     return data
 
 
+_SEPARATORS = (b"},{", b"}, {")
+"""How consecutive rows of an array are joined by orjson/JSON.stringify and json.dumps."""
+
+
+def split_rows(body: bytes, piece_rows: int) -> tuple[list[bytes], int] | None:
+    """Cut a JSON array of objects into smaller arrays of about ``piece_rows`` rows.
+
+    Returns ``(pieces, estimated_rows)``, or None when the body is not a plain array
+    or has too few rows to split. Cuts are made at ``},{`` (or ``}, {``) found by a
+    byte search, which may also match inside a string or a nested value; such a cut
+    always leaves a piece that is not valid JSON on its own (the parser is inside a
+    string or a deeper bracket there), so a caller that parses every piece and falls
+    back to the whole body on any failure gets exactly the whole body's rows.
+    """
+    start = body.find(b"[")
+    end = body.rfind(b"]")
+    if start < 0 or end < start or body[:start].strip() or body[end + 1 :].strip():
+        return None
+    separators = sum(body.count(separator, start, end) for separator in _SEPARATORS)
+    estimated_rows = separators + 1
+    if estimated_rows <= piece_rows:
+        return None
+    piece_bytes = max(1, (end - start) * piece_rows // estimated_rows)
+    pieces = []
+    position = start + 1
+    while True:
+        cut, width = _next_separator(body, position + piece_bytes, end)
+        if cut < 0:
+            pieces.append(b"[" + body[position:end] + b"]")
+            return pieces, estimated_rows
+        pieces.append(b"[" + body[position : cut + 1] + b"]")
+        position = cut + width - 1  # at the "{" opening the next row
+
+
+def _next_separator(body: bytes, start: int, end: int) -> tuple[int, int]:
+    """Position and width of the first row separator in ``body[start:end]`` (-1 if none)."""
+    found = [(body.find(separator, start, end), len(separator)) for separator in _SEPARATORS]
+    found = [item for item in found if item[0] >= 0]
+    return min(found) if found else (-1, 0)
+
+
 def rows_to_batch(
     rows: Sequence[Any],
     inputs: Sequence[InputSpec],
@@ -105,6 +147,10 @@ def rows_to_batch(
             ``max_text_chars``.
 
     """
+    if len(rows) <= SMALL_BATCH:
+        small = _small_batch(rows, inputs, max_text_chars)
+        if small is not None:
+            return small
     names = [spec.name for spec in inputs]
     values = _read_rows(rows, names, max_errors, row_offset)
     columns: list[NDArray[np.float64] | list[bytes]] = []
@@ -127,11 +173,98 @@ def rows_to_batch(
     return Batch(len(rows), tuple(columns))
 
 
+SMALL_BATCH = 32
+"""Up to this many rows, all numeric values are parsed in one go, row-major."""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the numeric and text inputs are, and getters reading them from a row."""
+
+    numeric: tuple[int, ...]
+    text: tuple[int, ...]
+    numeric_getter: Callable[[Any], tuple[Any, ...]]
+    text_getter: Callable[[Any], tuple[Any, ...]]
+
+
+_layout_cache: tuple[Sequence[InputSpec], _Layout] | None = None
+
+
+def _layout(inputs: Sequence[InputSpec]) -> _Layout:
+    """The layout of ``inputs`` (cached for the last input list seen, by identity)."""
+    global _layout_cache  # noqa: PLW0603 - a one-entry cache; replacing it is atomic
+    cached = _layout_cache
+    if cached is not None and cached[0] is inputs:
+        return cached[1]
+    numeric = tuple(i for i, spec in enumerate(inputs) if spec.datatype in NUMERIC_TYPES)
+    text = tuple(i for i in range(len(inputs)) if i not in numeric)
+    layout = _Layout(
+        numeric,
+        text,
+        _getter([inputs[i].name for i in numeric]),
+        _getter([inputs[i].name for i in text]),
+    )
+    _layout_cache = (inputs, layout)
+    return layout
+
+
+def _small_batch(
+    rows: Sequence[Any], inputs: Sequence[InputSpec], max_text_chars: int
+) -> Batch | None:
+    """Convert a few well-formed rows with one parse of all their numbers, else None.
+
+    Any irregularity (an absent key, a non-object row, a value the fast paths refuse)
+    returns None: the column-wise path then converts the rows and names every error.
+    """
+    layout = _layout(inputs)
+    try:
+        numbers = list(map(layout.numeric_getter, rows))
+        texts = list(map(layout.text_getter, rows))
+    except (KeyError, TypeError):
+        return None
+    flat = numbers[0] if len(rows) == 1 else tuple(chain.from_iterable(numbers))
+    parsed = _strings_fast(flat) if flat else np.empty(0)
+    if parsed is None:
+        parsed = _mixed_fast(flat)
+        if parsed is None:
+            return None
+    matrix = parsed.reshape(len(rows), len(layout.numeric))
+    columns: list[NDArray[np.float64] | list[bytes]] = [b""] * len(inputs)  # type: ignore[list-item]
+    for j, position in enumerate(layout.numeric):
+        columns[position] = matrix[:, j]
+    for j, position in enumerate(layout.text):
+        values = [row[j] for row in texts]
+        try:
+            encoded = list(map(str.encode, values))
+        except (TypeError, UnicodeEncodeError):
+            return None
+        if max(map(len, values)) > max_text_chars:
+            return None
+        columns[position] = encoded
+    return Batch(len(rows), tuple(columns))
+
+
+def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """Return a callable giving the tuple of ``names``' values of a row (any count)."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    if names:
+        return _single_getter(names[0])
+    return _no_getter
+
+
+def _no_getter(row: Any) -> tuple[Any, ...]:
+    """Read nothing, but fail like itemgetter on a row that is not an object."""
+    if type(row) is not dict:
+        raise TypeError("row is not an object")
+    return ()
+
+
 def _read_rows(
     rows: Sequence[Any], names: list[str], max_errors: int, offset: int
 ) -> list[tuple[Any, ...]]:
     """Transpose rows into one tuple of raw values per name; 400 for bad rows."""
-    getter = itemgetter(*names) if len(names) > 1 else _single_getter(names[0])
+    getter = _getter(names)
     try:
         table = list(map(getter, rows))  # fails on a non-object row or an absent key
     except (KeyError, TypeError):
@@ -151,10 +284,10 @@ def _read_rows(
     return list(zip(*table, strict=True))
 
 
-def _single_getter(name: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+def _single_getter(name: str) -> Callable[[Any], tuple[Any, ...]]:
     """Return an itemgetter-like callable giving a 1-tuple (itemgetter of one key does not)."""
 
-    def get(row: dict[str, Any]) -> tuple[Any, ...]:
+    def get(row: Any) -> tuple[Any, ...]:
         return (row[name],)
 
     return get
@@ -185,22 +318,18 @@ def numeric_column(
 def _strings_fast(column: Sequence[Any]) -> NDArray[np.float64] | None:
     """All values strict JSON-number text, ``""`` or ``"nan"``: one orjson parse, else None."""
     try:
-        text = "[" + ",".join(column) + "]"
+        text = "," + ",".join(column) + ","
     except TypeError:
         return None
-    if ",," in text:
+    if ",," in text:  # "" values; twice for runs of them
         text = text.replace(",,", ",null,").replace(",,", ",null,")
     if ",nan," in text:
         text = text.replace(",nan,", ",null,").replace(",nan,", ",null,")
     raw = text.encode(errors="replace")
-    if (
-        raw.translate(None, _NUMBER_BYTES)
-        or raw.startswith((b"[,", b"[nan,"))  # a missing first or last value (rare):
-        or raw.endswith((b",]", b",nan]", b"[]"))  # left to the other paths
-    ):
+    if raw.translate(None, _NUMBER_BYTES):
         return None
     try:
-        values = orjson.loads(raw)
+        values = orjson.loads(b"[" + raw[1:-1] + b"]")
     except orjson.JSONDecodeError:
         return None
     # A value holding a comma would add elements; every value adds at least one.

@@ -10,7 +10,7 @@ prefixed by its 4-byte little-endian length (the tritonclient format).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +23,7 @@ from proto import inference_pb2 as pb
 PROBABILITY = "probability"
 CLASS = "class"
 _LENGTH = struct.Struct("<I")
+_MAX_PREFIXES = 256
 _RAW_INPUT_TAG = b"\x3a"  # field 7 (raw_input_contents), wire type 2 (length-delimited)
 _NUMERIC_WIRE: dict[str, np.dtype[Any]] = {FP64: np.dtype("<f8"), FP32: np.dtype("<f4")}
 _OUTPUT_DTYPES: dict[str, np.dtype[Any]] = {
@@ -45,6 +46,16 @@ class ModelSchema:
     name: str
     version: str
     inputs: tuple[InputSpec, ...]
+    _prefixes: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    def prefix(self, n_rows: int) -> bytes:
+        """Serialized ModelInferRequest naming the model and every input, shape [n_rows]."""
+        prefix = self._prefixes.get(n_rows)
+        if prefix is None:
+            if len(self._prefixes) >= _MAX_PREFIXES:
+                self._prefixes.clear()
+            prefix = self._prefixes[n_rows] = request_prefix(self, n_rows)
+        return prefix
 
     @classmethod
     def from_metadata(cls, metadata: pb.ModelMetadataResponse) -> ModelSchema:
@@ -65,6 +76,7 @@ class ModelSchema:
 _SUPPORTED = frozenset({FP64, FP32, BYTES})
 
 
+@lru_cache(maxsize=4096)
 def _varint(value: int) -> bytes:
     """Protobuf base-128 varint of a non-negative integer."""
     out = bytearray()
@@ -75,7 +87,6 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-@lru_cache(maxsize=256)
 def request_prefix(schema: ModelSchema, n_rows: int) -> bytes:
     """Serialize a ModelInferRequest naming the model and every input with shape [n_rows]."""
     # No model_version: any version of the model may answer (replicas mid-rollout).
@@ -95,13 +106,16 @@ def pack_bytes(values: list[bytes]) -> bytes:
 
 def encode_request(schema: ModelSchema, batch: Batch, start: int, stop: int) -> bytes:
     """Serialize the ModelInferRequest for rows ``start:stop`` of ``batch``."""
-    parts = [request_prefix(schema, stop - start)]
+    parts = [schema.prefix(stop - start)]
+    append = parts.append
     for spec, column in zip(schema.inputs, batch.columns, strict=True):
         if isinstance(column, np.ndarray):
             raw = column[start:stop].astype(_NUMERIC_WIRE[spec.datatype], copy=False).tobytes()
         else:
             raw = pack_bytes(column[start:stop])
-        parts += (_RAW_INPUT_TAG, _varint(len(raw)), raw)
+        append(_RAW_INPUT_TAG)
+        append(_varint(len(raw)))
+        append(raw)
     return b"".join(parts)
 
 

@@ -309,13 +309,28 @@ def test_unknown_model_name_is_503(
 
 
 def test_errors_of_every_chunk_are_reported_with_request_row_numbers(gateway: int) -> None:
-    rows = synthetic_records(450, seed=5)  # chunks of 200: rows 5 and 420 are in different ones
+    rows = synthetic_records(900, seed=5)  # > 1 MiB: parsed in pieces of ~200 rows
     rows[5] = {**rows[5], "x0": "five"}
-    rows[420] = {**rows[420], "x99": True}
+    rows[820] = {**rows[820], "x99": True}
     status, _, payload = predict(gateway, rows)
     assert status == 400
     assert payload["error"] == "2 invalid values"
-    assert [(d["row"], d["field"]) for d in payload["details"]] == [(5, "x0"), (420, "x99")]
+    assert [(d["row"], d["field"]) for d in payload["details"]] == [(5, "x0"), (820, "x99")]
+
+
+def test_large_bodies_score_alike_however_they_are_written(gateway: int) -> None:
+    rows = synthetic_records(800, seed=3)
+    for row in rows[::50]:
+        row["x84"] = "a},{b"  # a row separator inside a string: the split is refused
+    compact = json.dumps(rows, separators=(",", ":")).encode()
+    assert len(compact) > 1 << 20
+    spaced = json.dumps(rows, indent=1).encode()  # no "},{": parsed whole
+    answers_seen = []
+    for body in (compact, spaced):
+        status, _, raw = request(gateway, "POST", "/predict", body, JSON)
+        assert status == 200
+        answers_seen.append(check_predictions(json.loads(raw), 800))
+    assert same_scores(answers_seen[0], answers_seen[1])
 
 
 def test_a_replaced_model_is_picked_up_without_restart(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -15,6 +17,7 @@ from gateway.convert import (
     parse_body,
     parse_number,
     rows_to_batch,
+    split_rows,
     text_column,
 )
 from gateway.errors import ApiError
@@ -317,3 +320,77 @@ def test_ten_thousand_string_rows_convert_and_match() -> None:
     assert np.array_equal(batch.columns[0], values[:, 0])
     expected_x2 = np.where(np.arange(10_000) % 7 == 0, np.nan, values[:, 1])
     assert np.array_equal(batch.columns[2], expected_x2, equal_nan=True)
+
+
+def test_small_and_column_wise_paths_agree() -> None:
+    values = ["1.5", "", "nan", None, 2, -3.25, " 7 ", "1e-3", "NA", "0"]
+    rows = [
+        {"x0": values[i % 10], "x1": ["a", None, 5][i % 3], "x2": values[(i + 3) % 10], "x3": "4"}
+        for i in range(40)
+    ]
+    whole = convert(rows)  # 40 rows: column by column
+    for index, row in enumerate(rows):
+        one = convert([row])  # one row: the small-batch path (or its fallback)
+        for got, expected in zip(one.columns, whole.columns, strict=True):
+            if isinstance(expected, np.ndarray):
+                assert np.array_equal(got, expected[index : index + 1], equal_nan=True)
+            else:
+                assert got == expected[index : index + 1]
+
+
+def test_small_batch_of_exercise_rows_is_row_major_correct() -> None:
+    rows = [{**EXERCISE_ROW, "x2": str(i), "x0": "" if i == 0 else "1"} for i in range(5)]
+    x0, _, x2, _ = convert(rows).columns
+    assert x2.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]  # type: ignore[union-attr]
+    assert math.isnan(x0[0])  # type: ignore[arg-type]
+
+
+# ---- splitting large arrays -------------------------------------------------------------------
+
+
+def _pieces_rows(body: bytes, piece_rows: int) -> list[object] | None:
+    """Rows of every piece, or None when a piece is not valid JSON by itself."""
+    split = split_rows(body, piece_rows)
+    assert split is not None
+    rows: list[object] = []
+    for piece in split[0]:
+        try:
+            rows.extend(orjson.loads(piece))
+        except orjson.JSONDecodeError:
+            return None
+    return rows
+
+
+@pytest.mark.parametrize("dumps", [orjson.dumps, lambda rows: json.dumps(rows).encode()])
+def test_split_pieces_hold_exactly_the_rows(dumps: Callable[[object], bytes]) -> None:
+    rows = [{**EXERCISE_ROW, "x0": str(i), "x1": None if i % 5 else ""} for i in range(1000)]
+    body = b"  " + dumps(rows) + b"\n"
+    split = split_rows(body, 64)
+    assert split is not None
+    pieces, estimated = split
+    assert estimated == 1000
+    assert 10 < len(pieces) < 25
+    assert _pieces_rows(body, 64) == rows
+
+
+@pytest.mark.parametrize(
+    "tricky",
+    [
+        {"x1": "a},{b"},  # a separator inside a string
+        {"x1": 'a"},{"x0": "1'},  # ... with quotes around it
+        {"x0": [{"a": 1}, {"b": 2}]},  # inside a nested value
+    ],
+)
+def test_a_cut_in_the_wrong_place_always_breaks_its_piece(tricky: dict[str, object]) -> None:
+    rows: list[dict[str, object]] = [dict(EXERCISE_ROW) for _ in range(300)]
+    for i in range(0, 300, 7):
+        rows[i] = {**rows[i], **tricky}
+    body = orjson.dumps(rows)
+    for piece_rows in (1, 2, 3, 5, 8):
+        got = _pieces_rows(body, piece_rows)
+        assert got is None or got == rows
+
+
+@pytest.mark.parametrize("body", [b'{"x0": 1}', b"[1, 2, 3]", b"x[{},{}]", b"[{},{}]x", b"[]"])
+def test_bodies_that_are_not_split(body: bytes) -> None:
+    assert split_rows(body, 1) is None
