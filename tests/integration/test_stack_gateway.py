@@ -320,7 +320,7 @@ def test_errors_of_every_chunk_are_reported_with_request_row_numbers(gateway: in
 
 def test_large_bodies_score_alike_however_they_are_written(gateway: int) -> None:
     rows = synthetic_records(800, seed=3)
-    for row in rows[::50]:
+    for row in rows:
         row["x84"] = "a},{b"  # a row separator inside a string: the split is refused
     compact = json.dumps(rows, separators=(",", ":")).encode()
     assert len(compact) > 1 << 20
