@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--soak", type=float, metavar="SECONDS", help="soak mode: mixed load for this long"
     )
     parser.add_argument("--window", type=float, default=30.0, help="soak report window (s)")
+    parser.add_argument("--soak-warmup", type=float, default=15.0, help="soak warm-up (s)")
     parser.add_argument("--gateway-pids", default="", help="comma-separated (default: by port)")
     parser.add_argument("--inference-pids", default="", help="comma-separated (default: by port)")
     parser.add_argument("--inference-port", type=int, default=8001)

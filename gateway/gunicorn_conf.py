@@ -11,6 +11,7 @@ With ``COVERAGE_PROCESS_START`` set, each worker records coverage (for the tests
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 from typing import Any
@@ -80,9 +81,14 @@ def post_fork(server: Any, worker: Any) -> None:  # noqa: ARG001
 
 
 def post_worker_init(worker: Any) -> None:
-    """Connect to the inference server and fetch the model's metadata before serving."""
+    """Log through gunicorn's error log; connect and fetch the model's metadata now."""
     from gateway.app import warm_up  # already imported by the worker
 
+    error_log = worker.log.error_log
+    gateway_log = logging.getLogger("gateway")
+    gateway_log.handlers = list(error_log.handlers)
+    gateway_log.setLevel(error_log.level)
+    gateway_log.propagate = False
     warm_up(worker.wsgi)
 
 
