@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 _VALUE_PREVIEW_CHARS = 80
 
 
@@ -17,7 +19,13 @@ def preview(value: Any) -> Any:
     """Return ``value`` as it can be echoed in an error: scalars as-is, long text cut."""
     if value is None or isinstance(value, bool | int | float):
         return value
-    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value).decode()  # arrays and objects as JSON text
+        except TypeError:
+            text = repr(value)
     if len(text) > _VALUE_PREVIEW_CHARS:
         return text[:_VALUE_PREVIEW_CHARS] + f"... ({len(text)} chars)"
     return text

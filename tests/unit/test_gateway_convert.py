@@ -150,7 +150,7 @@ def test_bad_numeric_values_name_row_field_value_and_reason(value: object, reaso
     assert item["row"] == 1
     assert item["field"] == "x2"
     assert reason in item["reason"]
-    expected = value if isinstance(value, str | bool) else repr(value)
+    expected = value if isinstance(value, str | bool) else json.dumps(value, separators=(",", ":"))
     assert item["value"] == expected
 
 

@@ -47,7 +47,8 @@ def test_error_helpers() -> None:
     assert preview(None) is None
     assert preview(1.5) == 1.5
     assert preview(True) is True
-    assert preview({"a": 1}) == "{'a': 1}"
+    assert preview({"a": [1, None]}) == '{"a":[1,null]}'
+    assert preview(b"raw") == "b'raw'"
     assert detail(3, "x1", "v", "why") == {"row": 3, "field": "x1", "value": "v", "reason": "why"}
     one = invalid_input("value", [detail(0, "x0", "a", "r")], 1, 100)
     two = invalid_input("value", [detail(5, "x0", "b", "r"), detail(6, "x0", "c", "r")], 2, 100)
