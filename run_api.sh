@@ -12,8 +12,9 @@
 # /readyz answers, and stops both processes on Ctrl-C or SIGTERM.
 #
 # Environment: TRAIN_CSV, GATEWAY_PORT (5001), INFERENCE_PORT (8001),
-# INFERENCE_METRICS_PORT (8002), GATEWAY_WORKERS, GATEWAY_THREADS, and every
-# setting of bin/start-gateway and bin/start-inference.
+# INFERENCE_METRICS_PORT (8002), GATEWAY_WORKERS, GATEWAY_THREADS, PYTHON (an interpreter
+# with the dependencies, instead of .venv), and every setting of bin/start-gateway and
+# bin/start-inference.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +25,7 @@ case "${1:-}" in
     --local) mode=local ;;
     --docker) mode=docker ;;
     "") ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set /{ exit }' "$0"; exit 0 ;;
     *) echo "usage: $0 [--local|--docker]" >&2; exit 2 ;;
 esac
 if [ "$mode" = auto ]; then
@@ -58,11 +59,14 @@ if [ "$mode" = docker ]; then
 fi
 
 # ---- Local processes ------------------------------------------------------------------------
-if [ ! -x "$root/.venv/bin/python" ]; then
-    say "no .venv yet: make setup (installs the pinned dependencies)"
-    make setup
+if [ -z "${PYTHON:-}" ]; then
+    if [ ! -x "$root/.venv/bin/python" ]; then
+        say "no .venv yet: make setup (installs the pinned dependencies)"
+        make setup
+    fi
+    PYTHON="$root/.venv/bin/python"
 fi
-export PYTHON="$root/.venv/bin/python"
+export PYTHON
 
 train_csv="${TRAIN_CSV:-}"
 if [ -z "$train_csv" ] && [ -f "$root/data/exercise_06_train.csv" ]; then

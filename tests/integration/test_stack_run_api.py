@@ -1,0 +1,67 @@
+"""./run_api.sh --local end to end: DEMO training, both servers, the exercise curl, Ctrl-C.
+
+The script runs from a scratch directory that links to the repository's run_api.sh and
+bin/, so the developer's models/ and data/ are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, free_port, subprocess_env, wait_until
+from tests.integration.gateway_helpers import answers, predict
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_run_api_local_trains_a_demo_model_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "run_api.sh").symlink_to(REPO / "run_api.sh")
+    (root / "bin").symlink_to(REPO / "bin")
+    ports = {"GATEWAY_PORT": free_port(), "INFERENCE_PORT": free_port()}
+    env = subprocess_env(
+        **{name: str(port) for name, port in ports.items()},
+        INFERENCE_METRICS_PORT=str(free_port()),
+        GATEWAY_WORKERS="1",
+        GATEWAY_THREADS="2",
+    )
+    env.pop("TRAIN_CSV", None)
+    log_path = tmp_path / "run_api.log"
+    with log_path.open("wb") as log:
+        script = subprocess.Popen(
+            [str(root / "run_api.sh"), "--local"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal would give it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        )
+    gateway = ports["GATEWAY_PORT"]
+    try:
+
+        def ready() -> bool:
+            assert script.poll() is None, log_path.read_text()
+            return "Ctrl-C stops both servers" in log_path.read_text()
+
+        wait_until(ready, 120.0, "run_api.sh to report ready")
+        output = log_path.read_text()
+        assert "DEMO model on SYNTHETIC rows" in output
+        assert f"curl --request POST --url http://localhost:{gateway}/predict" in output
+        assert (root / "models" / "current" / "manifest.json").exists()
+        status, _, answer = predict(gateway, {"x0": "9.521496806", "x1": "wed", "x99": "-1.9"})
+        assert status == 200
+        assert len(answer) == 1
+        os.killpg(script.pid, signal.SIGINT)  # what Ctrl-C sends
+        assert script.wait(20) == 130
+        assert not answers(gateway, "/healthz", 200)  # both servers were stopped and waited for
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+            script.wait()
