@@ -1,0 +1,114 @@
+"""Server settings from command-line flags, each with an environment-variable default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the inference server process is configured with.
+
+    Attributes:
+        bundle: directory of the model bundle to serve.
+        host: interface the gRPC and metrics servers bind to.
+        port: gRPC port (0 picks a free one).
+        metrics_port: Prometheus port (0 picks a free one, negative disables metrics).
+        max_batch_rows: most rows one model call coalesces (a larger request runs alone).
+        max_queue_delay_ms: how long a forming batch waits for more requests, only when
+            other requests are already queued (a lone request never waits).
+        workers: gRPC worker threads (concurrent calls in flight).
+        grace_s: seconds in-flight calls get to finish after SIGTERM/SIGINT.
+        log_level: logging level name.
+
+    """
+
+    bundle: Path
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on every interface
+    port: int = 8001
+    metrics_port: int = 8002
+    max_batch_rows: int = 4096
+    max_queue_delay_ms: float = 0.5
+    workers: int = 16
+    grace_s: float = 8.0
+    log_level: str = "INFO"
+
+
+_ENV = {
+    "bundle": "INFERENCE_BUNDLE",
+    "host": "INFERENCE_HOST",
+    "port": "INFERENCE_PORT",
+    "metrics_port": "INFERENCE_METRICS_PORT",
+    "max_batch_rows": "INFERENCE_MAX_BATCH_ROWS",
+    "max_queue_delay_ms": "INFERENCE_MAX_QUEUE_DELAY_MS",
+    "workers": "INFERENCE_WORKERS",
+    "grace_s": "INFERENCE_GRACE_S",
+    "log_level": "INFERENCE_LOG_LEVEL",
+}
+"""The environment variable behind each setting (a flag wins over its variable)."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """Return the CLI parser whose defaults come from ``env`` (then from :class:`Settings`)."""
+    defaults = Settings(bundle=Path())
+    parser = argparse.ArgumentParser(
+        prog="python -m inference",
+        description="Serve one model bundle over the Open Inference Protocol v2 (gRPC).",
+    )
+
+    def add(flag: str, name: str, kind: Callable[[str], object], help_text: str) -> None:
+        variable = _ENV[name]
+        default = env.get(variable, None if name == "bundle" else getattr(defaults, name))
+        parser.add_argument(
+            flag, dest=name, type=kind, default=default, help=f"{help_text} (env {variable})"
+        )
+
+    add("--bundle", "bundle", Path, "model bundle directory (required)")
+    add("--host", "host", str, "bind address, default %(default)s")
+    add("--port", "port", int, "gRPC port, default %(default)s")
+    add("--metrics-port", "metrics_port", int, "Prometheus port, <0 disables, default %(default)s")
+    add(
+        "--max-batch-rows",
+        "max_batch_rows",
+        _positive_int,
+        "rows per model call, default %(default)s",
+    )
+    add(
+        "--max-queue-delay-ms",
+        "max_queue_delay_ms",
+        _non_negative_float,
+        "batch wait when others are queued, default %(default)s",
+    )
+    add("--workers", "workers", _positive_int, "gRPC worker threads, default %(default)s")
+    add("--grace-s", "grace_s", _non_negative_float, "drain time on SIGTERM, default %(default)s")
+    add("--log-level", "log_level", str.upper, "logging level, default %(default)s")
+    return parser
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse flags (``sys.argv`` when None) over environment defaults (``os.environ``)."""
+    parser = build_parser(os.environ if env is None else env)
+    options = parser.parse_args(argv)
+    if options.bundle is None or str(options.bundle) in ("", "."):
+        parser.error("--bundle (or INFERENCE_BUNDLE) is required")
+    return Settings(**vars(options))

@@ -1,0 +1,130 @@
+"""The transport-free data plane: model metadata, readiness and batched scoring.
+
+It knows the model (a :class:`modeling.predictor.Predictor`) and the tensor specs derived
+from :mod:`modeling.schema`, but nothing of gRPC; the servicer is a thin adapter over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from inference.batcher import BatchHook, DynamicBatcher, Scores
+from inference.tensors import BYTES, FP64, INT64, TensorSpec
+from modeling.predictor import Predictor
+from modeling.schema import COLUMNS, NUMERIC_COLUMNS
+
+log = logging.getLogger(__name__)
+
+PROBABILITY = "probability"
+CLASS = "class"
+OUTPUTS = (TensorSpec(PROBABILITY, FP64), TensorSpec(CLASS, INT64))
+"""``probability`` is P(y = 1); ``class`` is 1 where it reaches the model's threshold."""
+PLATFORM = "scoring-service-stacked-ensemble"
+
+
+def input_specs() -> tuple[TensorSpec, ...]:
+    """One input per schema column, in column order: FP64 if numeric, else BYTES."""
+    numeric = frozenset(NUMERIC_COLUMNS)
+    return tuple(TensorSpec(c, FP64 if c in numeric else BYTES) for c in COLUMNS)
+
+
+class ModelNotFoundError(LookupError):
+    """A request named a model (or version) this server does not serve."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ModelMetadata reports."""
+
+    name: str
+    version: str
+    platform: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+class DataPlane:
+    """Serves one predictor: readiness, metadata and scoring through a dynamic batcher."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        max_batch_rows: int = 4096,
+        max_queue_delay_s: float = 0.0005,
+        on_batch: BatchHook | None = None,
+    ) -> None:
+        self._predictor = predictor
+        self.model = ModelInfo(
+            name=predictor.name,
+            version=str(predictor.version),
+            platform=PLATFORM,
+            inputs=input_specs(),
+            outputs=OUTPUTS,
+        )
+        self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in self.model.inputs}
+        self.output_names = tuple(s.name for s in self.model.outputs)
+        self._batcher = DynamicBatcher(
+            predictor.predict,
+            max_rows=max_batch_rows,
+            max_delay_s=max_queue_delay_s,
+            on_batch=on_batch,
+        )
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """True once warmed and until :meth:`drain` or :meth:`close`."""
+        return self._ready
+
+    def warm(self, rows: tuple[int, ...] = (1, 64)) -> float:
+        """Score all-missing rows once per size (loads lazy state), mark ready; return seconds."""
+        started = time.perf_counter()
+        for n_rows in rows:
+            self._predictor.predict({}, n_rows)
+        self._ready = True
+        return time.perf_counter() - started
+
+    def get_model(self, name: str, version: str = "") -> ModelInfo:
+        """Return the model's info if ``name`` (and ``version``, when given) match."""
+        if name != self.model.name or version not in ("", self.model.version):
+            wanted = f"{name!r}" + (f" version {version!r}" if version else "")
+            raise ModelNotFoundError(
+                f"model {wanted} is not served here (serving {self.model.name!r} "
+                f"version {self.model.version!r})"
+            )
+        return self.model
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """Whether the named model is served here and ready."""
+        try:
+            self.get_model(name, version)
+        except ModelNotFoundError:
+            return False
+        return self._ready
+
+    def infer(self, columns: Mapping[str, NDArray[Any]], n_rows: int) -> dict[str, NDArray[Any]]:
+        """Score ``n_rows`` rows given as columns; return every output by name.
+
+        Raises:
+            BatcherClosedError: once :meth:`close` has been called.
+
+        """
+        scores: Scores = self._batcher.submit(columns, n_rows)
+        return {PROBABILITY: scores.probability, CLASS: scores.label.astype(np.int64, copy=False)}
+
+    def drain(self) -> None:
+        """Report not ready from now on (scoring still works until :meth:`close`)."""
+        self._ready = False
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop being ready, finish queued requests and stop the batcher."""
+        self._ready = False
+        self._batcher.close(timeout)

@@ -1,0 +1,163 @@
+"""The inference server process: load and warm a bundle, serve gRPC, drain on SIGTERM.
+
+The gRPC server runs handlers on a thread pool; concurrent ModelInfer calls meet in the
+dynamic batcher. Next to ``inference.GRPCInferenceService`` it serves the standard
+``grpc.health.v1.Health`` service (SERVING once the model is warmed, NOT_SERVING from
+the first signal) and server reflection. Prometheus metrics are on their own HTTP port.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent import futures
+from types import FrameType
+
+import grpc
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from inference import logs
+from inference.config import Settings, load_settings
+from inference.dataplane import DataPlane
+from inference.metrics import Metrics
+from inference.servicer import SERVICE_NAME, InferenceServicer
+from modeling.bundle import BundleError, load_bundle
+from modeling.predictor import Predictor
+from proto import inference_pb2, inference_pb2_grpc
+
+log = logging.getLogger("inference")
+
+EXIT_BAD_BUNDLE = 2
+EXIT_CANNOT_SERVE = 1
+_MESSAGE_LIMIT = 64 * 1024 * 1024  # a 10,000-row request is ~8 MB; gRPC's default is 4 MB
+
+
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
+    """A pool with every served file (the OIP messages live outside the default pool)."""
+    pool = descriptor_pool.DescriptorPool()
+    for module in (health_pb2, reflection_pb2, inference_pb2):
+        pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return pool
+
+
+class InferenceServer:
+    """One predictor served over gRPC (OIP v2, health, reflection) with metrics."""
+
+    def __init__(
+        self, predictor: Predictor, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.plane = DataPlane(
+            predictor,
+            max_batch_rows=settings.max_batch_rows,
+            max_queue_delay_s=settings.max_queue_delay_ms / 1000,
+            on_batch=self.metrics.observe_batch,
+        )
+        self.health = health.HealthServicer()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(settings.workers, thread_name_prefix="grpc"),
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
+                ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+            ],
+        )
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(self.plane, self.metrics), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        services = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(services, self._server, pool=_reflection_pool())
+        self.port = 0
+        self.metrics_port: int | None = None
+
+    def start(self) -> float:
+        """Bind, warm the model, start serving and report SERVING; return the warm-up seconds.
+
+        Raises:
+            RuntimeError: when the gRPC port cannot be bound.
+            OSError: when the metrics port cannot be bound.
+
+        """
+        settings = self.settings
+        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if settings.metrics_port >= 0:
+            self.metrics_port = self.metrics.serve(settings.host, settings.metrics_port)
+        warm_s = self.plane.warm()
+        model = self.plane.model
+        self.metrics.model_info.labels(model.name, model.version).set(1)
+        self._server.start()
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return warm_s
+
+    def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, refuse new calls, let in-flight ones finish (up to ``grace_s``)."""
+        self.health.enter_graceful_shutdown()
+        self.plane.drain()
+        self._server.stop(grace_s).wait(grace_s + 1)
+        self.plane.close(timeout=1)
+
+
+def serve(server: InferenceServer, stop: threading.Event) -> None:
+    """Run ``server`` until ``stop`` is set, then drain it."""
+    stop.wait()
+    log.info("draining", extra={"event": "draining", "grace_s": server.settings.grace_s})
+    started = time.perf_counter()
+    server.stop(server.settings.grace_s)
+    log.info(
+        "stopped", extra={"event": "stopped", "drain_s": round(time.perf_counter() - started, 3)}
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m inference``; return the process exit code."""
+    settings = load_settings(argv)
+    logs.configure(settings.log_level)
+    started = time.perf_counter()
+    try:
+        predictor = load_bundle(settings.bundle)
+    except (BundleError, OSError) as error:
+        print(f"inference: cannot serve bundle {settings.bundle}: {error}", file=sys.stderr)
+        return EXIT_BAD_BUNDLE
+    load_s = time.perf_counter() - started
+    server = InferenceServer(predictor, settings)
+    try:
+        warm_s = server.start()
+    except (RuntimeError, OSError) as error:
+        print(f"inference: cannot listen on {settings.host}: {error}", file=sys.stderr)
+        return EXIT_CANNOT_SERVE
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal", extra={"event": "signal", "signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    model = server.plane.model
+    log.info(
+        "ready",
+        extra={
+            "event": "ready",
+            "model": model.name,
+            "version": model.version,
+            "bundle": str(settings.bundle),
+            "grpc_port": server.port,
+            "metrics_port": server.metrics_port,
+            "load_s": round(load_s, 3),
+            "warm_s": round(warm_s, 3),
+            "max_batch_rows": settings.max_batch_rows,
+            "max_queue_delay_ms": settings.max_queue_delay_ms,
+            "workers": settings.workers,
+        },
+    )
+    serve(server, stop)
+    return 0

@@ -1,0 +1,182 @@
+"""Open Inference Protocol tensors <-> numpy columns (the codec, no model knowledge).
+
+Inputs are one-dimensional tensors, one per model input, given either all as
+``raw_input_contents`` (FP64 little-endian; BYTES as elements each prefixed by its
+4-byte little-endian length, as tritonclient sends them) or all as typed ``contents``
+(``fp64_contents`` / ``bytes_contents``). Outputs are always answered as
+``raw_output_contents``. Anything malformed raises :class:`TensorError` whose message
+names the offending tensor.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from proto import inference_pb2 as pb
+
+FP64 = "FP64"
+INT64 = "INT64"
+BYTES = "BYTES"
+
+_DTYPES = {FP64: np.dtype("<f8"), INT64: np.dtype("<i8")}
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, datatype and shape of a model input or output (-1: any size)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...] = (-1,)
+
+
+class TensorError(ValueError):
+    """A request that cannot be decoded into columns; the message names the tensor."""
+
+
+def serialize_bytes(values: Iterable[bytes | str]) -> bytes:
+    """Encode BYTES elements as length-prefixed raw contents (the tritonclient format)."""
+    parts: list[bytes] = []
+    for value in values:
+        data = value.encode("utf-8") if isinstance(value, str) else value
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def deserialize_bytes(raw: bytes, count: int, name: str) -> NDArray[np.object_]:
+    """Decode ``count`` length-prefixed BYTES elements; raise TensorError when malformed."""
+    out = np.empty(count, dtype=object)
+    unpack = _LENGTH.unpack_from
+    end = len(raw)
+    offset = 0
+    for i in range(count):
+        if offset + 4 > end:
+            raise TensorError(f"input {name}: raw BYTES contents end after {i} of {count} elements")
+        (length,) = unpack(raw, offset)
+        offset += 4
+        stop = offset + length
+        if stop > end:
+            raise TensorError(f"input {name}: raw BYTES element {i} is truncated")
+        out[i] = raw[offset:stop]
+        offset = stop
+    if offset != end:
+        raise TensorError(f"input {name}: raw BYTES contents hold more than {count} elements")
+    return out
+
+
+def _rows(tensor: pb.ModelInferRequest.InferInputTensor) -> int:
+    """Number of rows of a one-dimensional input tensor."""
+    shape = list(tensor.shape)
+    if len(shape) != 1 or shape[0] < 0:
+        raise TensorError(f"input {tensor.name}: shape {shape} is not [N] with N >= 0")
+    return int(shape[0])
+
+
+def _decode_raw(spec: TensorSpec, raw: bytes, rows: int) -> NDArray[Any]:
+    if spec.datatype == BYTES:
+        return deserialize_bytes(raw, rows, spec.name)
+    dtype = _DTYPES[spec.datatype]
+    if len(raw) != rows * dtype.itemsize:
+        raise TensorError(
+            f"input {spec.name}: raw contents have {len(raw)} bytes, "
+            f"expected {rows * dtype.itemsize} for shape [{rows}] {spec.datatype}"
+        )
+    return np.frombuffer(raw, dtype=dtype).astype(np.float64, copy=False)
+
+
+def _decode_typed(spec: TensorSpec, contents: pb.InferTensorContents, rows: int) -> NDArray[Any]:
+    if spec.datatype == BYTES:
+        values: Sequence[Any] = contents.bytes_contents
+        field = "bytes_contents"
+    else:
+        values = contents.fp64_contents
+        field = "fp64_contents"
+    if len(values) != rows:
+        raise TensorError(
+            f"input {spec.name}: {field} has {len(values)} values, "
+            f"expected {rows} for shape [{rows}]"
+        )
+    if spec.datatype == BYTES:
+        out = np.empty(rows, dtype=object)
+        out[:] = list(values)
+        return out
+    return np.array(values, dtype=np.float64)
+
+
+def decode_inputs(
+    request: pb.ModelInferRequest, specs: Mapping[str, TensorSpec]
+) -> tuple[dict[str, NDArray[Any]], int]:
+    """Decode a request's input tensors into ``(columns, n_rows)``.
+
+    Every input must be a model input, appear once, have the model's datatype and a
+    one-dimensional shape, and all inputs must have the same number of rows. Model
+    inputs the request leaves out are absent from ``columns`` (the model treats them
+    as all missing). A request needs at least one input and one row.
+    """
+    tensors = request.inputs
+    if not tensors:
+        raise TensorError("request has no inputs")
+    raw_contents = request.raw_input_contents
+    if raw_contents and len(raw_contents) != len(tensors):
+        raise TensorError(
+            f"request has {len(raw_contents)} raw_input_contents for {len(tensors)} inputs"
+        )
+    columns: dict[str, NDArray[Any]] = {}
+    n_rows = -1
+    first = ""
+    for index, tensor in enumerate(tensors):
+        name = tensor.name
+        spec = specs.get(name)
+        if spec is None:
+            raise TensorError(f"input {name!r} is not an input of this model")
+        if name in columns:
+            raise TensorError(f"input {name} is given more than once")
+        if tensor.datatype != spec.datatype:
+            raise TensorError(
+                f"input {name}: datatype {tensor.datatype or '(empty)'}, expected {spec.datatype}"
+            )
+        rows = _rows(tensor)
+        if n_rows < 0:
+            n_rows, first = rows, name
+        elif rows != n_rows:
+            raise TensorError(f"input {name} has {rows} rows but input {first} has {n_rows}")
+        if raw_contents:
+            if tensor.HasField("contents"):
+                raise TensorError(f"input {name}: contents given together with raw_input_contents")
+            columns[name] = _decode_raw(spec, raw_contents[index], rows)
+        else:
+            columns[name] = _decode_typed(spec, tensor.contents, rows)
+    if n_rows == 0:
+        raise TensorError("request has no rows (input shape [0])")
+    return columns, n_rows
+
+
+def requested_outputs(request: pb.ModelInferRequest, available: Sequence[str]) -> list[str]:
+    """Names of the outputs to answer: those requested, in order, or every output."""
+    if not request.outputs:
+        return list(available)
+    names = [output.name for output in request.outputs]
+    for name in names:
+        if name not in available:
+            raise TensorError(f"output {name!r} is not an output of this model")
+    return names
+
+
+def encode_outputs(
+    response: pb.ModelInferResponse, outputs: Iterable[tuple[TensorSpec, NDArray[Any]]]
+) -> None:
+    """Append each ``(spec, values)`` to ``response`` as an output with raw contents."""
+    for spec, values in outputs:
+        tensor = response.outputs.add(name=spec.name, datatype=spec.datatype)
+        tensor.shape.append(len(values))
+        response.raw_output_contents.append(
+            np.ascontiguousarray(values, dtype=_DTYPES[spec.datatype]).tobytes()
+        )
