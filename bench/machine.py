@@ -31,6 +31,7 @@ def describe() -> dict[str, str]:
         "Python": platform.python_version(),
         "OS": f"{platform.system()} {platform.release()}",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load average (1/5/15 min) at the end": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
     }
 
 
