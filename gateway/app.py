@@ -49,7 +49,6 @@ def create_app(config: Config | None = None) -> Flask:
     config = Config.from_env() if config is None else config
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
     openapi_body = orjson.dumps(OPENAPI)
