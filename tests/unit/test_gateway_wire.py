@@ -53,8 +53,11 @@ def test_request_round_trips_through_protobuf() -> None:
 
 
 def test_prefix_is_cached_per_row_count() -> None:
-    assert request_prefix(SCHEMA, 7) is request_prefix(SCHEMA, 7)
-    assert request_prefix(SCHEMA, 7) != request_prefix(SCHEMA, 8)
+    assert SCHEMA.prefix(7) is SCHEMA.prefix(7)
+    assert SCHEMA.prefix(7) == request_prefix(SCHEMA, 7) != SCHEMA.prefix(8)
+    for n in range(300):  # the cache stays bounded
+        SCHEMA.prefix(n)
+    assert len(SCHEMA._prefixes) <= 256
 
 
 def test_pack_bytes_is_length_prefixed() -> None:
