@@ -104,6 +104,12 @@ class DynamicBatcher:
         self._worker = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
         self._worker.start()
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a model call (not counting the one running)."""
+        with self._cond:
+            return len(self._queue)
+
     def submit(self, columns: Columns, n_rows: int) -> Scores:
         """Score one request's ``n_rows`` rows; blocks until its batch has run.
 

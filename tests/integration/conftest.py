@@ -9,7 +9,9 @@ Reusable helpers (import them from ``tests.integration.conftest``):
   written in the repository root and combined by pytest-cov);
 - :func:`wait_until` polls a condition with a deadline and fails with a message;
 - :class:`ManagedProcess` is a started child with its log, stopped with SIGTERM
-  (so coverage data is saved) and killed only as a last resort.
+  (so coverage data is saved) and killed only as a last resort;
+- :func:`oip_columns` and :func:`infer_request` turn string rows (as in the exercise's
+  curl examples) into Open Inference Protocol v2 requests, raw or typed.
 
 Fixtures for the inference server: ``inference_bundle`` (the session's real bundle),
 ``start_inference`` (a factory; every process it starts is stopped at teardown) and
@@ -29,8 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from numpy.typing import NDArray
+
+from inference.tensors import serialize_bytes
+from modeling.schema import COLUMNS, NUMERIC_COLUMNS
+from proto import inference_pb2 as pb
 
 REPO = Path(__file__).resolve().parents[2]
 START_INFERENCE = REPO / "bin" / "start-inference"
@@ -132,6 +140,40 @@ def wait_serving(server: ManagedProcess, port: int, timeout: float = STARTUP_TIM
         return health_status(port) == health_pb2.HealthCheckResponse.SERVING
 
     wait_until(serving, timeout, f"SERVING on port {port}")
+
+
+def oip_columns(table: dict[str, list[str]]) -> dict[str, NDArray[np.float64] | list[bytes]]:
+    """String columns as OIP inputs: numeric ones as float64 ("" -> NaN), text as UTF-8."""
+    numeric = frozenset(NUMERIC_COLUMNS)
+    return {
+        name: (
+            np.array([float(v) if v else np.nan for v in values])
+            if name in numeric
+            else [v.encode() for v in values]
+        )
+        for name, values in table.items()
+    }
+
+
+def infer_request(
+    model: str, columns: dict[str, NDArray[np.float64] | list[bytes]], *, raw: bool = True
+) -> pb.ModelInferRequest:
+    """A ModelInferRequest with one input per column (FP64 or BYTES by the schema)."""
+    numeric = frozenset(NUMERIC_COLUMNS)
+    request = pb.ModelInferRequest(model_name=model)
+    for name in sorted(columns, key=COLUMNS.index):
+        values = columns[name]
+        tensor = request.inputs.add(name=name, shape=[len(values)])
+        tensor.datatype = "FP64" if name in numeric else "BYTES"
+        if raw and name in numeric:
+            request.raw_input_contents.append(np.asarray(values, "<f8").tobytes())
+        elif raw:
+            request.raw_input_contents.append(serialize_bytes(values))  # type: ignore[arg-type]
+        elif name in numeric:
+            tensor.contents.fp64_contents.extend(values)  # type: ignore[arg-type]
+        else:
+            tensor.contents.bytes_contents.extend(values)  # type: ignore[arg-type]
+    return request
 
 
 @pytest.fixture(scope="session")

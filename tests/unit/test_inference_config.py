@@ -1,0 +1,96 @@
+"""Server settings (flags over environment) and the JSON log format."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from inference import logs
+from inference.config import Settings, load_settings
+
+
+def test_defaults_need_only_a_bundle() -> None:
+    settings = load_settings(["--bundle", "models/x"], env={})
+    assert settings == Settings(bundle=Path("models/x"))
+    assert (settings.port, settings.metrics_port, settings.max_queue_delay_ms) == (8001, 8002, 0.5)
+
+
+def test_environment_sets_defaults_and_flags_win() -> None:
+    env = {
+        "INFERENCE_BUNDLE": "models/env",
+        "INFERENCE_PORT": "9001",
+        "INFERENCE_METRICS_PORT": "-1",
+        "INFERENCE_MAX_BATCH_ROWS": "128",
+        "INFERENCE_MAX_QUEUE_DELAY_MS": "2.5",
+        "INFERENCE_WORKERS": "4",
+        "INFERENCE_GRACE_S": "3",
+        "INFERENCE_LOG_LEVEL": "debug",
+        "INFERENCE_HOST": "127.0.0.1",
+    }
+    settings = load_settings(["--port", "9100"], env=env)
+    assert settings == Settings(
+        bundle=Path("models/env"),
+        host="127.0.0.1",
+        port=9100,
+        metrics_port=-1,
+        max_batch_rows=128,
+        max_queue_delay_ms=2.5,
+        workers=4,
+        grace_s=3.0,
+        log_level="DEBUG",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], {}, "--bundle"),
+        (["--bundle", ""], {}, "--bundle"),
+        (["--bundle", "b", "--max-batch-rows", "0"], {}, "must be >= 1"),
+        (["--bundle", "b"], {"INFERENCE_MAX_QUEUE_DELAY_MS": "-1"}, "must be >= 0"),
+        (["--bundle", "b", "--port", "http"], {}, "invalid int"),
+    ],
+)
+def test_bad_settings_exit_2_with_a_message(
+    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as error:
+        load_settings(argv, env=env)
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture
+def restore_root_logger():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_root_logger")
+def test_log_lines_are_json_with_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("INFO")
+    logger = logging.getLogger("inference.test")
+    logger.info("ready %s", "now", extra={"event": "ready", "grpc_port": 8001})
+    logger.debug("hidden")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    ready, failed = (json.loads(line) for line in lines)
+    assert ready["message"] == "ready now"
+    assert (ready["level"], ready["logger"], ready["event"], ready["grpc_port"]) == (
+        "info",
+        "inference.test",
+        "ready",
+        8001,
+    )
+    assert ready["ts"].endswith("Z")
+    assert "ValueError: boom" in failed["exception"]

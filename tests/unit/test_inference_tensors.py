@@ -1,0 +1,177 @@
+"""The OIP tensor codec: raw and typed contents, validation messages, output encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tritonclient.utils import serialize_byte_tensor
+
+from inference.tensors import (
+    BYTES,
+    FP64,
+    INT64,
+    TensorError,
+    TensorSpec,
+    decode_inputs,
+    deserialize_bytes,
+    encode_outputs,
+    requested_outputs,
+    serialize_bytes,
+)
+from proto import inference_pb2 as pb
+
+SPECS = {"a": TensorSpec("a", FP64), "b": TensorSpec("b", BYTES), "c": TensorSpec("c", FP64)}
+A = np.array([1.5, np.nan, -3.25])
+B = [b"wed", b"", "caf\u00e9".encode()]
+
+
+def raw_request(a=A, b=B) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype=FP64, shape=[len(a)])
+    request.raw_input_contents.append(np.asarray(a, "<f8").tobytes())
+    request.inputs.add(name="b", datatype=BYTES, shape=[len(b)])
+    request.raw_input_contents.append(serialize_bytes(b))
+    return request
+
+
+def typed_request(a=A, b=B) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype=FP64, shape=[len(a)]).contents.fp64_contents.extend(a)
+    request.inputs.add(name="b", datatype=BYTES, shape=[len(b)]).contents.bytes_contents.extend(b)
+    return request
+
+
+def test_bytes_round_trip_and_tritonclient_format() -> None:
+    values = [b"", b"x", "\u00e9t\u00e9".encode(), b"\x00\xff" * 300]
+    ours = serialize_bytes(values)
+    assert ours == serialize_byte_tensor(np.array(values, dtype=object)).item()
+    assert list(deserialize_bytes(ours, len(values), "t")) == values
+    assert serialize_bytes(["wed"]) == b"\x03\x00\x00\x00wed"
+
+
+@pytest.mark.parametrize(
+    ("raw", "count", "reason"),
+    [
+        (b"\x03\x00\x00", 1, "end after 0 of 1"),
+        (b"\x05\x00\x00\x00abc", 1, "element 0 is truncated"),
+        (b"\x01\x00\x00\x00ab", 1, "more than 1"),
+        (b"\x01\x00\x00\x00a", 2, "end after 1 of 2"),
+    ],
+)
+def test_malformed_raw_bytes_are_refused(raw: bytes, count: int, reason: str) -> None:
+    with pytest.raises(TensorError, match=reason) as error:
+        deserialize_bytes(raw, count, "x54")
+    assert "x54" in str(error.value)
+
+
+@pytest.mark.parametrize("build", [raw_request, typed_request])
+def test_raw_and_typed_contents_decode_alike(build) -> None:
+    columns, n_rows = decode_inputs(build(), SPECS)
+    assert n_rows == 3
+    assert set(columns) == {"a", "b"}  # "c" was not sent: absent, the model reads it as missing
+    np.testing.assert_array_equal(columns["a"], A)
+    assert columns["a"].dtype == np.float64
+    assert list(columns["b"]) == B
+
+
+def _mutations():
+    def no_inputs(r):
+        del r.inputs[:]
+        del r.raw_input_contents[:]
+
+    def unknown(r):
+        r.inputs[0].name = "zz"
+
+    def duplicate(r):
+        r.inputs[1].name = "a"
+        r.inputs[1].datatype = FP64
+
+    def wrong_type(r):
+        r.inputs[1].datatype = FP64
+
+    def two_dims(r):
+        r.inputs[0].shape[:] = [3, 1]
+
+    def negative(r):
+        r.inputs[0].shape[:] = [-1]
+
+    def inconsistent(r):
+        r.inputs[1].shape[:] = [2]
+
+    def raw_count(r):
+        r.raw_input_contents.append(b"")
+
+    def raw_size(r):
+        r.raw_input_contents[0] = r.raw_input_contents[0][:-1]
+
+    def both(r):
+        r.inputs[0].contents.fp64_contents.extend(A)
+
+    def zero_rows(r):
+        for tensor in r.inputs:
+            tensor.shape[:] = [0]
+        r.raw_input_contents[:] = [b"", b""]
+
+    return [
+        (no_inputs, "no inputs"),
+        (unknown, "'zz' is not an input"),
+        (duplicate, "input a is given more than once"),
+        (wrong_type, "input b: datatype FP64, expected BYTES"),
+        (two_dims, r"input a: shape \[3, 1\]"),
+        (negative, r"input a: shape \[-1\]"),
+        (inconsistent, "input b has 2 rows but input a has 3"),
+        (raw_count, "3 raw_input_contents for 2 inputs"),
+        (raw_size, "input a: raw contents have 23 bytes, expected 24"),
+        (both, "input a: contents given together with raw_input_contents"),
+        (zero_rows, "no rows"),
+    ]
+
+
+@pytest.mark.parametrize(("mutate", "message"), _mutations())
+def test_invalid_raw_requests_name_the_problem(mutate, message: str) -> None:
+    request = raw_request()
+    mutate(request)
+    with pytest.raises(TensorError, match=message):
+        decode_inputs(request, SPECS)
+
+
+def test_typed_contents_must_match_the_shape() -> None:
+    request = typed_request()
+    request.inputs[1].shape[:] = [3]
+    del request.inputs[1].contents.bytes_contents[-1]
+    with pytest.raises(TensorError, match="input b: bytes_contents has 2 values, expected 3"):
+        decode_inputs(request, SPECS)
+    request = typed_request()
+    request.inputs[0].contents.ClearField("fp64_contents")
+    with pytest.raises(TensorError, match="input a: fp64_contents has 0 values"):
+        decode_inputs(request, SPECS)
+
+
+def test_requested_outputs() -> None:
+    available = ("probability", "class")
+    request = pb.ModelInferRequest()
+    assert requested_outputs(request, available) == ["probability", "class"]
+    request.outputs.add(name="class")
+    assert requested_outputs(request, available) == ["class"]
+    request.outputs.add(name="logit")
+    with pytest.raises(TensorError, match="'logit' is not an output"):
+        requested_outputs(request, available)
+
+
+def test_outputs_are_encoded_as_raw_little_endian() -> None:
+    response = pb.ModelInferResponse()
+    probability = np.array([0.25, 0.75])
+    label = np.array([0, 1])
+    encode_outputs(
+        response,
+        [(TensorSpec("probability", FP64), probability), (TensorSpec("class", INT64), label)],
+    )
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
+        ("probability", FP64, [2]),
+        ("class", INT64, [2]),
+    ]
+    assert not response.outputs[0].HasField("contents")
+    np.testing.assert_array_equal(
+        np.frombuffer(response.raw_output_contents[0], "<f8"), probability
+    )
+    np.testing.assert_array_equal(np.frombuffer(response.raw_output_contents[1], "<i8"), label)
