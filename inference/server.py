@@ -35,6 +35,7 @@ log = logging.getLogger("inference")
 
 EXIT_BAD_BUNDLE = 2
 EXIT_CANNOT_SERVE = 1
+_SIGNAL_POLL_S = 0.1
 _MESSAGE_LIMIT = 64 * 1024 * 1024  # a 10,000-row request is ~8 MB; gRPC's default is 4 MB
 
 
@@ -107,8 +108,13 @@ class InferenceServer:
 
 
 def serve(server: InferenceServer, stop: threading.Event) -> None:
-    """Run ``server`` until ``stop`` is set, then drain it."""
-    stop.wait()
+    """Run ``server`` until ``stop`` is set, then drain it.
+
+    The wait polls: a signal may be delivered to one of gRPC's threads, and Python runs
+    its handler only once the main thread wakes up.
+    """
+    while not stop.wait(_SIGNAL_POLL_S):
+        pass
     log.info("draining", extra={"event": "draining", "grace_s": server.settings.grace_s})
     started = time.perf_counter()
     server.stop(server.settings.grace_s)
