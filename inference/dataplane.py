@@ -93,8 +93,11 @@ class DataPlane:
         return time.perf_counter() - started
 
     def get_model(self, name: str, version: str = "") -> ModelInfo:
-        """Return the model's info if ``name`` (and ``version``, when given) match."""
-        if name != self.model.name or version not in ("", self.model.version):
+        """Return the model's info if ``name`` (and ``version``, when given) match.
+
+        An empty name means the one model this server serves.
+        """
+        if name not in ("", self.model.name) or version not in ("", self.model.version):
             wanted = f"{name!r}" + (f" version {version!r}" if version else "")
             raise ModelNotFoundError(
                 f"model {wanted} is not served here (serving {self.model.name!r} "

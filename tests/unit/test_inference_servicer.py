@@ -81,6 +81,7 @@ def test_liveness_readiness_and_server_metadata(predictor: Predictor, metrics: M
     assert not call(
         servicer, "ModelReady", pb.ModelReadyRequest(name=predictor.name, version="v0")
     ).ready
+    assert call(servicer, "ModelReady", pb.ModelReadyRequest(name="")).ready  # the one model
     assert call(servicer, "ServerMetadata", pb.ServerMetadataRequest()).name == SERVER_NAME
     plane.drain()
     assert not call(servicer, "ServerReady", pb.ServerReadyRequest()).ready
@@ -89,7 +90,7 @@ def test_liveness_readiness_and_server_metadata(predictor: Predictor, metrics: M
         metrics.registry.get_sample_value(
             "inference_requests_total", {"method": "ModelReady", "code": "OK"}
         )
-        == 5
+        == 6
     )
 
 
@@ -97,6 +98,7 @@ def test_model_metadata_lists_the_schema(servicer: InferenceServicer, predictor:
     reply = call(servicer, "ModelMetadata", pb.ModelMetadataRequest(name=predictor.name))
     assert (reply.name, list(reply.versions)) == (predictor.name, [predictor.version])
     assert [i.name for i in reply.inputs] == list(COLUMNS)
+    assert call(servicer, "ModelMetadata", pb.ModelMetadataRequest()) == reply  # empty name
     for tensor in reply.inputs:
         assert tensor.datatype == ("FP64" if tensor.name in NUMERIC_COLUMNS else "BYTES")
         assert list(tensor.shape) == [-1]
