@@ -125,9 +125,8 @@ class DynamicBatcher:
             self._queue.append(pending)
             self._cond.notify()
         pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.scores is not None
+        if pending.scores is None:
+            raise pending.error or RuntimeError("batch finished without scores")
         return pending.scores
 
     def close(self, timeout: float | None = None) -> None:

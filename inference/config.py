@@ -28,7 +28,8 @@ class Settings:
     """
 
     bundle: Path
-    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on every interface
+    # A server in a container listens on every interface.
+    host: str = "0.0.0.0"  # noqa: S104  # nosec B104
     port: int = 8001
     metrics_port: int = 8002
     max_batch_rows: int = 4096
