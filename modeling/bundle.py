@@ -16,7 +16,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modeling.features import ENGINEERED
 from modeling.learners import LEARNERS
 from modeling.learners.meta import MetaLearner
 from modeling.schema import COLUMNS, KINDS, VOCABULARIES
@@ -73,7 +72,11 @@ def save_bundle(stack: Stack, directory: Path, **details: Any) -> dict[str, Any]
             "kinds": {c: str(KINDS[c]) for c in COLUMNS},
             "vocabularies": {c: list(v) for c, v in VOCABULARIES.items()},
         },
-        "feature_order": list(COLUMNS) + list(ENGINEERED),
+        "feature_order": list(COLUMNS),
+        "selected_columns": sorted(
+            {name for learner in stack.learners.values() for name in learner.column_names},
+            key=COLUMNS.index,
+        ),
         "libraries": _library_versions(),
         **details,
         "files": {path.name: sha256_file(path) for path in paths},
@@ -104,7 +107,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"bundle {directory} has format {manifest.get('format_version')!r}, "
             f"this code reads {FORMAT_VERSION}"
         )
-    if manifest.get("feature_order") != list(COLUMNS) + list(ENGINEERED):
+    if manifest.get("feature_order") != list(COLUMNS):
         raise BundleError(f"bundle {directory} was trained on another feature order")
     for name, expected in manifest.get("files", {}).items():
         file = directory / name

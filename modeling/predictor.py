@@ -15,7 +15,6 @@ from numpy.typing import NDArray
 
 from modeling.bundle import load_stack
 from modeling.cleaning import CleanBatch, clean
-from modeling.features import engineer
 from modeling.stacking import Stack
 
 
@@ -71,6 +70,6 @@ class Predictor:
         if n_rows == 0:
             empty = np.empty(0)
             return Prediction(empty, empty.astype(np.int64), batch)
-        probability = self.stack.predict_proba(engineer(batch.matrix))
+        probability = self.stack.predict_proba(batch.matrix)
         label = (probability >= self.threshold).astype(np.int64)
         return Prediction(probability, label, batch)

@@ -11,10 +11,8 @@ from numpy.typing import NDArray
 
 from modeling.baseline import ClassicBaseModel
 from modeling.evaluation import brier, reliability, roc_points, summarise_auc
-from modeling.features import ENGINEERED
 from modeling.learners import LightGBMLearner
 from modeling.learners.meta import MetaLearner
-from modeling.schema import COLUMNS
 from modeling.stacking import OutOfFold, Progress, out_of_fold
 from modeling.training import TrainingSet, cv_metrics
 
@@ -85,9 +83,10 @@ def _figures(
 def _importance(data: TrainingSet, params: dict[str, Any]) -> list[tuple[str, float]]:
     learner = LightGBMLearner(**params["lightgbm"]).fit(data.features, data.target)
     gain = learner.feature_importance()
-    names = list(COLUMNS) + list(ENGINEERED)
-    share = gain / max(float(gain.sum()), 1e-12)
-    return sorted(zip(names, share.tolist(), strict=True), key=lambda item: -item[1])
+    total = max(sum(gain.values()), 1e-12)
+    return sorted(
+        ((name, value / total) for name, value in gain.items()), key=lambda item: -item[1]
+    )
 
 
 def _table(metrics: dict[str, dict[str, float]], briers: dict[str, float]) -> list[str]:

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from modeling.learners import LEARNERS, Learner
 from modeling.learners.meta import MetaLearner
+from modeling.selection import ALL_COLUMNS, select_columns
 
 Progress = Callable[[str], None]
 
@@ -67,9 +68,21 @@ def stratified_folds(target: NDArray[np.int_], n_folds: int, seed: int) -> NDArr
     return folds
 
 
-def make_learner(name: str, params: Mapping[str, Mapping[str, Any]]) -> Learner:
-    """A fresh, unfitted learner with its parameters from ``params[name]``."""
-    return LEARNERS[name](**dict(params.get(name, {})))
+def make_learner(
+    name: str, params: Mapping[str, Mapping[str, Any]], columns: tuple[int, ...] = ALL_COLUMNS
+) -> Learner:
+    """A fresh, unfitted learner on ``columns`` with its parameters from ``params[name]``."""
+    return LEARNERS[name](columns=columns, **dict(params.get(name, {})))
+
+
+def fold_columns(
+    features: NDArray[np.float64],
+    target: NDArray[np.int_],
+    params: Mapping[str, Any],
+    seed: int,
+) -> tuple[int, ...]:
+    """The columns :func:`~modeling.selection.select_columns` keeps on these rows."""
+    return select_columns(features, target, dict(params.get("selection", {})), seed)
 
 
 def out_of_fold(
@@ -81,17 +94,23 @@ def out_of_fold(
     seed: int = 0,
     progress: Progress = _silent,
 ) -> OutOfFold:
-    """Cross-validate every base learner and the meta-learner on the same folds."""
+    """Cross-validate every base learner and the meta-learner on the same folds.
+
+    Column selection is part of what is cross-validated: it is refitted on each
+    fold's training rows, so held-out rows never influence which columns are used.
+    """
     names = list(LEARNERS)
     folds = stratified_folds(target, n_folds, seed)
     base = np.empty((len(target), len(names)))
     seconds = dict.fromkeys(names, 0.0)
     for k in range(n_folds):
         train, held_out = folds != k, folds == k
+        columns = fold_columns(features[train], target[train], params, seed)
+        progress(f"fold {k + 1}/{n_folds}: {len(columns)} columns selected")
         for j, name in enumerate(names):
             started = time.perf_counter()
             progress(f"{name}: fold {k + 1}/{n_folds}")
-            learner = make_learner(name, params).fit(features[train], target[train])
+            learner = make_learner(name, params, columns).fit(features[train], target[train])
             base[held_out, j] = learner.predict_proba(features[held_out])
             seconds[name] += time.perf_counter() - started
     stack = np.empty(len(target))
@@ -118,6 +137,7 @@ def fit_stack(
     params: Mapping[str, Mapping[str, Any]],
     oof: OutOfFold,
     *,
+    seed: int = 0,
     progress: Progress = _silent,
 ) -> Stack:
     """Fit the meta-learner on ``oof`` and refit every base learner on all rows.
@@ -125,8 +145,9 @@ def fit_stack(
     The decision threshold is the one that maximises F1 on the out-of-fold stack.
     """
     meta = MetaLearner(oof.names).fit(oof.base, target)
+    columns = fold_columns(features, target, params, seed)
     learners = {}
     for name in oof.names:
-        progress(f"{name}: refit on all {len(target)} rows")
-        learners[name] = make_learner(name, params).fit(features, target)
+        progress(f"{name}: refit on all {len(target)} rows, {len(columns)} columns")
+        learners[name] = make_learner(name, params, columns).fit(features, target)
     return Stack(learners, meta, threshold=best_f1_threshold(oof.stack, target))

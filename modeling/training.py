@@ -13,7 +13,6 @@ from numpy.typing import NDArray
 from modeling.bundle import save_bundle
 from modeling.cleaning import clean
 from modeling.evaluation import summarise_auc
-from modeling.features import engineer
 from modeling.stacking import OutOfFold, Progress, Stack, fit_stack, out_of_fold
 
 
@@ -32,7 +31,7 @@ def training_set(
     """Clean and engineer raw columns into a :class:`TrainingSet`."""
     batch = clean(columns, len(target))
     details = {**source, "rows": len(target), "positives": int(target.sum())}
-    return TrainingSet(engineer(batch.matrix), np.asarray(target, dtype=np.int_), details)
+    return TrainingSet(batch.matrix, np.asarray(target, dtype=np.int_), details)
 
 
 def cv_metrics(oof: OutOfFold, target: NDArray[np.int_]) -> dict[str, dict[str, float]]:
@@ -65,7 +64,7 @@ def train(
         progress=progress,
     )
     metrics = cv_metrics(oof, data.target)
-    stack = fit_stack(data.features, data.target, params, oof, progress=progress)
+    stack = fit_stack(data.features, data.target, params, oof, seed=seed, progress=progress)
     manifest = save_bundle(
         stack,
         out,

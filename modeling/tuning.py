@@ -23,8 +23,9 @@ Space = Callable[[Any], dict[str, Any]]
 def _logistic(trial: Any) -> dict[str, Any]:
     return {
         "C": trial.suggest_float("C", 1e-3, 10.0, log=True),
-        "n_knots": trial.suggest_int("n_knots", 0, 8),
-        "max_iter": 2000,
+        "n_knots": trial.suggest_int("n_knots", 0, 4),
+        "n_components": trial.suggest_int("n_components", 0, 12),
+        "max_iter": 3000,
     }
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
+
+from modeling.schema import CATEGORY_INDEX, COLUMNS
+from modeling.selection import ALL_COLUMNS
 
 
 class Learner(ABC):
@@ -15,7 +19,9 @@ class Learner(ABC):
 
     Subclasses take their hyper-parameters as keyword arguments (stored in
     ``params``), learn in :meth:`fit`, and persist themselves with :meth:`save` into
-    files of their own native format (never pickle).
+    files of their own native format (never pickle). ``columns`` are the indices of
+    the cleaned matrix the learner uses (see :mod:`modeling.selection`); it always
+    receives the whole matrix and takes its columns itself.
     """
 
     name: ClassVar[str]
@@ -23,8 +29,19 @@ class Learner(ABC):
     filename: ClassVar[str]
     """The single file the learner is saved to inside a bundle."""
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, columns: Sequence[int] = ALL_COLUMNS, **params: Any) -> None:
+        self.columns = tuple(int(c) for c in columns)
         self.params = params
+
+    @property
+    def categorical(self) -> list[int]:
+        """Positions, within :attr:`columns`, of the category columns."""
+        return [i for i, c in enumerate(self.columns) if c in CATEGORY_INDEX]
+
+    @property
+    def column_names(self) -> list[str]:
+        """Schema names of :attr:`columns` (stored in native model files)."""
+        return [COLUMNS[c] for c in self.columns]
 
     @abstractmethod
     def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:

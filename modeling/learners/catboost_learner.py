@@ -3,53 +3,55 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 from catboost import CatBoostClassifier, FeaturesData, Pool
 from numpy.typing import NDArray
 
 from modeling.learners.base import Learner
-from modeling.schema import CATEGORY_INDEX
+from modeling.schema import COLUMNS
 
 _MISSING_CATEGORY = "missing"
 _CODE_TEXT = np.array([str(code) for code in range(64)] + [_MISSING_CATEGORY], dtype=object)
 
 
-def _pool(features: NDArray[np.float64], target: NDArray[np.int_] | None = None) -> Pool:
-    """Build a Pool through FeaturesData, CatBoost's fast path (about 10x a generic array).
-
-    Category codes become short strings (CatBoost's categories are labels, not numbers);
-    a missing category is its own label.
-    """
-    is_category = np.zeros(features.shape[1], dtype=bool)
-    is_category[list(CATEGORY_INDEX)] = True
-    codes = features[:, is_category]
-    codes = np.where(np.isnan(codes), len(_CODE_TEXT) - 1, codes).astype(np.intp)
-    data = FeaturesData(
-        num_feature_data=np.ascontiguousarray(features[:, ~is_category], dtype=np.float32),
-        cat_feature_data=_CODE_TEXT[codes],
-    )
-    return Pool(data, label=target)
-
-
 class CatBoostLearner(Learner):
     """CatBoost binary classifier; saved in CatBoost's own ``.cbm`` format.
 
-    Parameters are passed to :class:`catboost.CatBoostClassifier` as they are.
+    Parameters are passed to :class:`catboost.CatBoostClassifier` as they are. The
+    model file names its input columns, which is how :meth:`load` recovers them.
     """
 
     name: ClassVar[str] = "catboost"
     filename: ClassVar[str] = "catboost.cbm"
+    _model: CatBoostClassifier | None = None
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._model: CatBoostClassifier | None = None
+    def _pool(self, features: NDArray[np.float64], target: NDArray[np.int_] | None = None) -> Pool:
+        """Build a Pool through FeaturesData, CatBoost's fast path (~10x a generic array).
+
+        Category codes become short strings (CatBoost's categories are labels, not
+        numbers); a missing category is a label of its own.
+        """
+        numeric = [c for c in self.columns if c not in set(self._category_columns)]
+        codes = features[:, self._category_columns]
+        codes = np.where(np.isnan(codes), len(_CODE_TEXT) - 1, codes).astype(np.intp)
+        data = FeaturesData(
+            num_feature_data=np.ascontiguousarray(features[:, numeric], dtype=np.float32),
+            cat_feature_data=_CODE_TEXT[codes],
+            num_feature_names=[COLUMNS[c] for c in numeric],
+            cat_feature_names=[COLUMNS[c] for c in self._category_columns],
+        )
+        return Pool(data, label=target)
+
+    @property
+    def _category_columns(self) -> list[int]:
+        return [self.columns[i] for i in self.categorical]
 
     def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
         """Train on all rows."""
         params = {"random_seed": 0, "verbose": 0, "allow_writing_files": False, **self.params}
-        self._model = CatBoostClassifier(**params).fit(_pool(features, target))
+        self._model = CatBoostClassifier(**params).fit(self._pool(features, target))
         return self
 
     @property
@@ -61,7 +63,9 @@ class CatBoostLearner(Learner):
 
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(y = 1) on one thread (online batches are small; replicas give parallelism)."""
-        raw = self.model.predict(_pool(features), prediction_type="RawFormulaVal", thread_count=1)
+        raw = self.model.predict(
+            self._pool(features), prediction_type="RawFormulaVal", thread_count=1
+        )
         return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=np.float64)
 
     def save(self, directory: Path) -> Path:
@@ -73,7 +77,8 @@ class CatBoostLearner(Learner):
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Read a model written by :meth:`save`."""
-        learner = cls()
-        learner._model = CatBoostClassifier()
-        learner._model.load_model(str(directory / cls.filename), format="cbm")
+        model = CatBoostClassifier()
+        model.load_model(str(directory / cls.filename), format="cbm")
+        learner = cls(columns=sorted(COLUMNS.index(name) for name in model.feature_names_))
+        learner._model = model
         return learner

@@ -3,36 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners.base import Learner
-from modeling.schema import CATEGORY_INDEX
+from modeling.schema import COLUMNS
 
 
 class LightGBMLearner(Learner):
     """LightGBM binary classifier; saved as LightGBM's own text model format.
 
     ``num_boost_round`` sets the number of trees; every other parameter is passed to
-    :func:`lightgbm.train` as it is.
+    :func:`lightgbm.train` as it is. The model file names its input columns, which is
+    how :meth:`load` recovers them.
     """
 
     name: ClassVar[str] = "lightgbm"
     filename: ClassVar[str] = "lightgbm.txt"
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._booster: lgb.Booster | None = None
+    _booster: lgb.Booster | None = None
 
     def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
         """Train on all rows for ``num_boost_round`` rounds."""
         params = {"objective": "binary", "verbosity": -1, "seed": 0, **self.params}
         rounds = int(params.pop("num_boost_round", 500))
         dataset = lgb.Dataset(
-            features, label=target, categorical_feature=list(CATEGORY_INDEX), free_raw_data=True
+            features[:, self.columns],
+            label=target,
+            feature_name=self.column_names,
+            categorical_feature=self.categorical,
+            free_raw_data=True,
         )
         self._booster = lgb.train(params, dataset, num_boost_round=rounds)
         return self
@@ -46,11 +48,14 @@ class LightGBMLearner(Learner):
 
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(y = 1); one thread, which is fastest for the small batches served online."""
-        return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
+        return np.asarray(
+            self.booster.predict(features[:, self.columns], num_threads=1), dtype=np.float64
+        )
 
-    def feature_importance(self) -> NDArray[np.float64]:
-        """Total gain of each input column."""
-        return np.asarray(self.booster.feature_importance("gain"), dtype=np.float64)
+    def feature_importance(self) -> dict[str, float]:
+        """Total gain of each input column, by column name."""
+        gain = self.booster.feature_importance("gain")
+        return dict(zip(self.column_names, gain.tolist(), strict=True))
 
     def save(self, directory: Path) -> Path:
         """Write the model in LightGBM's text format."""
@@ -61,6 +66,7 @@ class LightGBMLearner(Learner):
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Read a model written by :meth:`save`."""
-        learner = cls()
-        learner._booster = lgb.Booster(model_file=str(directory / cls.filename))
+        booster = lgb.Booster(model_file=str(directory / cls.filename))
+        learner = cls(columns=[COLUMNS.index(name) for name in booster.feature_name()])
+        learner._booster = booster
         return learner

@@ -1,9 +1,10 @@
-"""Regularised logistic regression over a linear-spline expansion of the inputs.
+"""Regularised logistic regression over a mixture-ratio feature and the inputs.
 
 The design is plain numpy so that a fitted model is a handful of arrays, stored as
-JSON and scored without scikit-learn: median imputation, a linear spline per numeric
-column (the value plus hinges ``max(0, x - knot)`` at quantile knots), standardisation,
-and one-hot category codes. scikit-learn is used only to fit the coefficients.
+JSON and scored without scikit-learn: median imputation; the numeric values, optional
+linear-spline hinges ``max(0, x - knot)`` at quantile knots, and optionally the
+class-mixture log-likelihood ratio of :mod:`modeling.learners.mixture`, all
+standardised; then one-hot category codes. scikit-learn only fits the coefficients.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners.base import Learner
-from modeling.schema import CATEGORY_COLUMNS, CATEGORY_INDEX, VOCABULARIES
+from modeling.learners.mixture import MixtureRatio
+from modeling.schema import COLUMNS, VOCABULARIES
 
 
 def sigmoid(logit: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -29,77 +31,114 @@ class _Design:
 
     def __init__(self, state: dict[str, Any]) -> None:
         self.numeric = np.asarray(state["numeric"], dtype=np.intp)
+        self.categories = [int(c) for c in state["categories"]]
         self.medians = np.asarray(state["medians"], dtype=np.float64)
         self.knots = np.asarray(state["knots"], dtype=np.float64).reshape(len(self.numeric), -1)
+        self.mixture = MixtureRatio(state["mixture"]) if state.get("mixture") else None
         self.mean = np.asarray(state["mean"], dtype=np.float64)
         self.scale = np.asarray(state["scale"], dtype=np.float64)
 
     @classmethod
-    def fit(cls, features: NDArray[np.float64], n_knots: int) -> _Design:
-        numeric = [j for j in range(features.shape[1]) if j not in CATEGORY_INDEX]
+    def fit(
+        cls,
+        features: NDArray[np.float64],
+        target: NDArray[np.int_],
+        columns: tuple[int, ...],
+        params: dict[str, Any],
+    ) -> _Design:
+        categories = [c for c in columns if COLUMNS[c] in VOCABULARIES]
+        numeric = [c for c in columns if c not in categories]
         values = features[:, numeric]
         medians = np.nan_to_num(np.nanmedian(values, axis=0))
+        n_knots = int(params.get("n_knots", 0))
         quantiles = np.linspace(0, 1, n_knots + 2)[1:-1]
         knots = (
             np.nanquantile(values, quantiles, axis=0).T if n_knots else np.empty((len(numeric), 0))
         )
-        design = cls(
-            {"numeric": numeric, "medians": medians, "knots": knots, "mean": 0, "scale": 1}
-        )
+        state: dict[str, Any] = {
+            "numeric": numeric,
+            "categories": categories,
+            "medians": medians,
+            "knots": knots,
+            "mean": 0,
+            "scale": 1,
+        }
+        n_components = int(params.get("n_components", 0))
+        if n_components:
+            filled = np.where(np.isnan(values), medians, values)
+            state["mixture"] = MixtureRatio.fit(filled, target, n_components).state
+        design = cls(state)
         expanded = design._expand(features)
         scale = expanded.std(axis=0)
         design.mean = expanded.mean(axis=0)
         design.scale = np.where(scale > 0, scale, 1.0)
         return design
 
-    def _expand(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+    def filled(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The numeric columns with missing values replaced by the training medians."""
         values = features[:, self.numeric]
-        values = np.where(np.isnan(values), self.medians, values)
+        return np.where(np.isnan(values), self.medians, values)
+
+    def _expand(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        values = self.filled(features)
         hinges = np.maximum(values[:, :, None] - self.knots[None, :, :], 0.0)
-        return np.concatenate([values, hinges.reshape(len(values), -1)], axis=1)
+        parts = [values, hinges.reshape(len(values), -1)]
+        if self.mixture is not None:
+            parts.append(self.mixture.ratio(values)[:, None])
+        return np.concatenate(parts, axis=1)
+
+    def one_hot_codes(self, features: NDArray[np.float64]) -> list[NDArray[np.intp]]:
+        """Per category column, each row's code, with the vocabulary size for missing."""
+        codes = []
+        for column in self.categories:
+            size = len(VOCABULARIES[COLUMNS[column]])
+            codes.append(
+                np.where(np.isnan(features[:, column]), size, features[:, column]).astype(np.intp)
+            )
+        return codes
 
     def transform(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """Expanded, standardised numeric columns followed by category one-hots."""
         numeric = (self._expand(features) - self.mean) / self.scale
         one_hots = [
-            features[:, [j]] == np.arange(len(VOCABULARIES[column]))[None, :]
-            for column, j in zip(CATEGORY_COLUMNS, CATEGORY_INDEX, strict=True)
+            codes[:, None] == np.arange(len(VOCABULARIES[COLUMNS[column]]))[None, :]
+            for column, codes in zip(self.categories, self.one_hot_codes(features), strict=True)
         ]
         return np.concatenate([numeric, *one_hots], axis=1, dtype=np.float64)
 
     def state(self) -> dict[str, Any]:
         return {
             "numeric": self.numeric.tolist(),
+            "categories": self.categories,
             "medians": self.medians.tolist(),
             "knots": self.knots.tolist(),
+            "mixture": self.mixture.state if self.mixture is not None else None,
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
         }
 
 
 class LogisticLearner(Learner):
-    """L2-regularised logistic regression on a spline expansion; saved as JSON.
+    """L2-regularised logistic regression; saved as JSON.
 
     Parameters: ``C`` (inverse regularisation strength), ``n_knots`` (hinges per
-    numeric column; 0 gives a plain linear model) and ``max_iter``.
+    numeric column; 0 for none), ``n_components`` (Gaussian components per class of
+    the mixture-ratio feature; 0 for none) and ``max_iter``.
     """
 
     name: ClassVar[str] = "logistic"
     filename: ClassVar[str] = "logistic.json"
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._design: _Design | None = None
-        self.coef = np.empty(0)
-        self.intercept = 0.0
+    _design: _Design | None = None
+    coef: NDArray[np.float64] = np.empty(0)
+    intercept: float = 0.0
 
     def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
         """Fit the expansion, then the coefficients (lbfgs)."""
         from sklearn.linear_model import LogisticRegression  # training-only dependency
 
-        self._design = _Design.fit(features, int(self.params.get("n_knots", 4)))
+        self._design = _Design.fit(features, target, self.columns, self.params)
         model = LogisticRegression(
-            C=float(self.params.get("C", 0.1)), max_iter=int(self.params.get("max_iter", 2000))
+            C=float(self.params.get("C", 1.0)), max_iter=int(self.params.get("max_iter", 2000))
         )
         model.fit(self._design.transform(features), target)
         self.coef = model.coef_.ravel().astype(np.float64)
@@ -122,28 +161,30 @@ class LogisticLearner(Learner):
         memory traffic.
         """
         design = self.design
-        values = features[:, design.numeric]
-        values = np.where(np.isnan(values), design.medians, values)
+        values = design.filled(features)
         n_numeric, n_knots = design.knots.shape
-        weights = self.coef[: n_numeric * (1 + n_knots)] / design.scale
+        n_scaled = len(design.mean)
+        weights = self.coef[:n_scaled] / design.scale
         logit = values @ weights[:n_numeric] + (self.intercept - weights @ design.mean)
-        knot_weights = weights[n_numeric:].reshape(n_numeric, n_knots)
+        knot_weights = weights[n_numeric : n_numeric * (1 + n_knots)].reshape(n_numeric, n_knots)
         for k in range(n_knots):
             logit += np.maximum(values - design.knots[:, k], 0.0) @ knot_weights[:, k]
-        offset = n_numeric * (1 + n_knots)
-        for column, j in zip(CATEGORY_COLUMNS, CATEGORY_INDEX, strict=True):
-            size = len(VOCABULARIES[column])
+        if design.mixture is not None:
+            logit += weights[-1] * design.mixture.ratio(values)
+        offset = n_scaled
+        for column, codes in zip(design.categories, design.one_hot_codes(features), strict=True):
+            size = len(VOCABULARIES[COLUMNS[column]])
             table = np.append(self.coef[offset : offset + size], 0.0)  # last: no category
-            codes = np.where(np.isnan(features[:, j]), size, features[:, j]).astype(np.intp)
             logit += table[codes]
             offset += size
         return sigmoid(logit)
 
     def save(self, directory: Path) -> Path:
-        """Write parameters, expansion and coefficients as JSON."""
+        """Write parameters, columns, expansion and coefficients as JSON."""
         path = directory / self.filename
         state = {
             "params": self.params,
+            "columns": list(self.columns),
             "design": self.design.state(),
             "coef": self.coef.tolist(),
             "intercept": self.intercept,
@@ -155,7 +196,7 @@ class LogisticLearner(Learner):
     def load(cls, directory: Path) -> Self:
         """Read a model written by :meth:`save`."""
         state = json.loads((directory / cls.filename).read_text())
-        learner = cls(**state["params"])
+        learner = cls(columns=state["columns"], **state["params"])
         learner._design = _Design(state["design"])
         learner.coef = np.asarray(state["coef"], dtype=np.float64)
         learner.intercept = float(state["intercept"])

@@ -50,13 +50,15 @@ def test_logistic_fast_scoring_equals_its_design_matrix(data):
     learner = LEARNERS["logistic"](n_knots=3, C=1.0).fit(features, target)
     features = features.copy()
     features[:5, [0, 1, 54]] = np.nan  # missing numbers and categories
-    expected = 1 / (1 + np.exp(-(learner.design.transform(features) @ learner.coef + learner.intercept)))
+    expected = 1 / (
+        1 + np.exp(-(learner.design.transform(features) @ learner.coef + learner.intercept))
+    )
     np.testing.assert_allclose(learner.predict_proba(features), expected, rtol=1e-10)
 
 
 def test_logistic_without_knots_is_a_plain_linear_model(data):
     features, target = data
-    learner = LEARNERS["logistic"](n_knots=0, C=1.0).fit(features, target)
+    learner = LEARNERS["logistic"](n_knots=0, n_components=0, C=1.0).fit(features, target)
     assert learner.design.knots.shape == (96, 0)
     assert learner.coef.shape == (96 + sum((7, 12, 5, 10)),)
 
@@ -73,3 +75,29 @@ def test_meta_learner_weights_the_better_base_learner_more(tmp_path):
     again = MetaLearner.load(tmp_path)
     assert again.weights() == weights
     np.testing.assert_allclose(logit(np.array([0.5])), [0.0])
+
+
+def test_learners_use_only_their_columns_and_remember_them(data, tmp_path):
+    features, target = data
+    columns = (0, 1, 5, 7, 30, 54)
+    scrambled = features.copy()
+    scrambled[:, [c for c in range(100) if c not in columns]] = 123.0  # ignored columns
+    for name in LEARNERS:
+        learner = LEARNERS[name](columns=columns, **load_params("quick")[name]).fit(
+            features, target
+        )
+        np.testing.assert_allclose(
+            learner.predict_proba(scrambled), learner.predict_proba(features), rtol=1e-12
+        )
+        learner.save(tmp_path)
+        assert LEARNERS[name].load(tmp_path).columns == columns
+
+
+def test_logistic_with_a_mixture_feature_scores_like_its_design(data):
+    features, target = data
+    learner = LEARNERS["logistic"](columns=(0, 5, 7, 30, 1), n_components=2).fit(features, target)
+    assert learner.design.mixture is not None
+    expected = 1 / (
+        1 + np.exp(-(learner.design.transform(features) @ learner.coef + learner.intercept))
+    )
+    np.testing.assert_allclose(learner.predict_proba(features), expected, rtol=1e-10)

@@ -95,7 +95,7 @@ def test_tuning_spaces_produce_valid_learners(small_set):
 
 def _smallest(name):
     return {
-        "logistic": {"C": 0.1, "n_knots": 1},
+        "logistic": {"C": 0.1, "n_knots": 1, "n_components": 2},
         "lightgbm": {
             "num_boost_round": 200,
             "learning_rate": 0.1,
