@@ -42,7 +42,7 @@ def gain_share(
         "verbosity": -1,
         "num_leaves": 15,
         "learning_rate": 0.1,
-        "num_threads": 2,
+        "num_threads": 1,
         "seed": seed,
     }
     data = lgb.Dataset(features, label=target, categorical_feature=list(CATEGORY_INDEX))

@@ -39,7 +39,7 @@ def _lightgbm(trial: Any) -> dict[str, Any]:
         "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
         "bagging_freq": 1,
         "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
-        "num_threads": 2,
+        "num_threads": 1,
     }
 
 
