@@ -107,8 +107,6 @@ fi
 if is_demo; then
     say "NOTICE: serving a DEMO model trained on synthetic rows"
 fi
-INFERENCE_MODEL="$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$BUNDLE/manifest.json")"
-export INFERENCE_MODEL
 
 export INFERENCE_PORT="${INFERENCE_PORT:-8001}" INFERENCE_METRICS_PORT="${INFERENCE_METRICS_PORT:-8002}"
 export GATEWAY_PORT INFERENCE_TARGET="${INFERENCE_TARGET:-localhost:$INFERENCE_PORT}"

@@ -124,7 +124,11 @@ def run(args: argparse.Namespace) -> str:
     batch_errors = sum(1 for s in batch if s.status != 200)
     print(f"one {len(rows)}-row call: median {ms(batch_median)} ms ({batch_errors} errors)")
 
-    floor = model_floor(args.bundle, rows)
+    try:
+        floor = model_floor(args.bundle, rows)
+    except Exception as error:  # the HTTP figures are still worth writing
+        print(f"bench: no in-process floor ({error})")
+        floor = None
     if floor is not None:
         print(f"in-process model, {len(rows)} rows: {ms(floor)} ms")
     return report(

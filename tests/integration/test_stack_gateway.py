@@ -50,15 +50,12 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    inference_server: ManagedProcess, inference_bundle: Path, module_tmp: Path
-) -> Iterator[int]:
+def gateway(inference_server: ManagedProcess, module_tmp: Path) -> Iterator[int]:
     """Port of a gateway in front of the module's inference server."""
     gateways = Gateways(module_tmp)
     try:
-        started = gateways.start(
+        started = gateways.start(  # no INFERENCE_MODEL: the one model the server serves
             f"127.0.0.1:{inference_server.ports['grpc']}",
-            INFERENCE_MODEL=bundle_name(inference_bundle),
             GATEWAY_MAX_BODY_BYTES="3000000",
             GATEWAY_MAX_ROWS="3000",
             GATEWAY_CHUNK_ROWS="200",
