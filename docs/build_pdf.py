@@ -15,7 +15,8 @@ import pymupdf
 from markdown_pdf import MarkdownPdf, Section
 
 DOCS = Path(__file__).resolve().parent
-SOURCE = DOCS / "writeup.md"
+SOURCES = (DOCS / "writeup.md", DOCS / "scaling.md")
+"""The write-up, then the full scaling reasoning as its appendix."""
 TARGET = DOCS / "writeup.pdf"
 REQUIRED_SECTIONS = (
     "Summary",
@@ -28,6 +29,7 @@ REQUIRED_SECTIONS = (
     "Testing and code quality",
     "Containers",
     "Scaling to enterprise load",
+    "Appendix: scaling in depth",
 )
 CSS = """
 body { font-family: serif; font-size: 10pt; }
@@ -39,11 +41,12 @@ img { width: 70%; }
 """
 
 
-def build(source: Path = SOURCE, target: Path = TARGET) -> Path:
-    """Render the Markdown source (tables and figures included) to a PDF."""
+def build(sources: tuple[Path, ...] = SOURCES, target: Path = TARGET) -> Path:
+    """Render the Markdown sources (tables and figures included) to one PDF."""
     pdf = MarkdownPdf(toc_level=2, mode="commonmark")
     pdf.m_d.enable("table")
-    pdf.add_section(Section(source.read_text(), root=str(source.parent)), user_css=CSS)
+    for source in sources:
+        pdf.add_section(Section(source.read_text(), root=str(source.parent)), user_css=CSS)
     pdf.meta["title"] = "Exercise 06 scoring service: end-to-end write-up"
     pdf.save(str(target))
     return target
