@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway import metrics
 from gateway.client import InferenceClient, StaleSchemaError
+from gateway.coalesce import Coalescer
 from gateway.config import Config
 from gateway.convert import Batch, parse_body, rows_to_batch, split_rows
 from gateway.errors import ApiError, merge_invalid
@@ -32,6 +33,7 @@ log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
 _STREAM_MIN_BYTES = 1 << 20  # bodies above 1 MiB are parsed piece by piece when possible
+_COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -51,6 +53,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
+    coalescer = Coalescer(client.infer_one, config.chunk_rows, 2 * config.deadline_s + 1)
     openapi_body = orjson.dumps(OPENAPI)
 
     @app.before_request
@@ -103,7 +106,7 @@ def create_app(config: Config | None = None) -> Flask:
         rows = parse_body(body)
         if len(rows) > config.max_rows:
             raise ApiError(413, f"{len(rows)} rows in one request; the limit is {config.max_rows}")
-        return _json(_score(client, config, rows))
+        return _json(_score(client, coalescer, config, rows))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -126,17 +129,19 @@ def create_app(config: Config | None = None) -> Flask:
     return app
 
 
-def _score(client: InferenceClient, config: Config, rows: list[Any]) -> list[dict[str, Any]]:
+def _score(
+    client: InferenceClient, coalescer: Coalescer, config: Config, rows: list[Any]
+) -> list[dict[str, Any]]:
     """Convert and score rows; convert again once if the model's inputs changed."""
     schema = client.schema()
     try:
-        probability, label = _infer(client, config, schema, rows)
+        probability, label = _infer(client, coalescer, config, schema, rows)
     except StaleSchemaError as exc:
         fresh = client.schema(refresh=True)
         if fresh == schema:
             raise ApiError(502, f"inference server rejected the request: {exc}") from None
         try:
-            probability, label = _infer(client, config, fresh, rows)
+            probability, label = _infer(client, coalescer, config, fresh, rows)
         except StaleSchemaError as again:
             raise ApiError(502, f"inference server rejected the request: {again}") from None
     metrics.ROWS.observe(len(rows))
@@ -147,9 +152,15 @@ def _score(client: InferenceClient, config: Config, rows: list[Any]) -> list[dic
 
 
 def _infer(
-    client: InferenceClient, config: Config, schema: ModelSchema, rows: list[Any]
+    client: InferenceClient,
+    coalescer: Coalescer,
+    config: Config,
+    schema: ModelSchema,
+    rows: list[Any],
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Score rows: one call, or chunks converted and sent one after another."""
+    """Score rows: small requests merged with concurrent ones, one call, or chunks."""
+    if len(rows) <= _COALESCE_MAX_ROWS:
+        return coalescer.infer(schema, _convert(config, schema, rows, 0))
     if len(rows) <= config.chunk_rows:
         return client.infer_one(schema, _convert(config, schema, rows, 0))
     return client.infer(schema, _chunks(config, schema, _slices(config, rows)))

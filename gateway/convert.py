@@ -62,6 +62,17 @@ class Batch:
     columns: tuple[NDArray[np.float64] | list[bytes], ...]
 
 
+def concat_batches(batches: Sequence[Batch]) -> Batch:
+    """One batch holding the rows of ``batches`` in order (same inputs in each)."""
+    columns: list[NDArray[np.float64] | list[bytes]] = []
+    for parts in zip(*(batch.columns for batch in batches), strict=True):
+        if isinstance(parts[0], np.ndarray):
+            columns.append(np.concatenate(parts))
+        else:
+            columns.append(list(chain.from_iterable(parts)))
+    return Batch(sum(batch.n_rows for batch in batches), tuple(columns))
+
+
 def parse_body(body: bytes) -> list[Any]:
     """Decode a request body into its list of rows; a lone object is one row.
 

@@ -1,7 +1,7 @@
 """gunicorn settings for the gateway (``gunicorn -c python:gateway.gunicorn_conf``).
 
 Environment: ``GATEWAY_HOST`` (default 0.0.0.0), ``GATEWAY_PORT`` (5001),
-``GATEWAY_WORKERS`` (default: the number of usable cores), ``GATEWAY_THREADS`` (4),
+``GATEWAY_WORKERS`` (default: half the usable cores, at least 1), ``GATEWAY_THREADS`` (8),
 ``GATEWAY_KEEPALIVE_S`` (75), ``GATEWAY_ACCESS_LOG`` (1 to log every request),
 ``GATEWAY_LOG_LEVEL`` (info). Workers are ``gthread``; the app is loaded in each
 worker after the fork (no preload), so gRPC channels are never shared across a fork.
@@ -29,22 +29,32 @@ def _int_env(name: str, default: int) -> int:
 
 
 def default_workers() -> int:
-    """One worker per usable core (threads overlap the waits on the inference server)."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """One worker per two usable cores.
+
+    Threads overlap the waits on the inference server, and the requests of one worker's
+    threads share ModelInfer calls under load (gateway.coalesce): fewer, busier workers
+    send fewer, larger calls. Measured on 2 cores: 1 worker x 8 threads serves more
+    single-row calls per second than 2 x 4 at the same latency.
+    """
+    return max(1, len(os.sched_getaffinity(0)) // 2)
 
 
-bind = f"{os.environ.get('GATEWAY_HOST', '0.0.0.0')}:{_int_env('GATEWAY_PORT', 5001)}"  # noqa: S104
+# A server in a container listens on every interface; GATEWAY_HOST narrows it.
+_HOST = os.environ.get("GATEWAY_HOST", "0.0.0.0")  # noqa: S104  # nosec B104
+bind = f"{_HOST}:{_int_env('GATEWAY_PORT', 5001)}"
 wsgi_app = "gateway.wsgi:app"
 worker_class = "gthread"
 workers = _int_env("GATEWAY_WORKERS", default_workers())
-threads = _int_env("GATEWAY_THREADS", 4)
+threads = _int_env("GATEWAY_THREADS", 8)
 keepalive = _int_env("GATEWAY_KEEPALIVE_S", 75)  # longer than common load-balancer idle timeouts
 timeout = 30  # a worker silent this long is restarted
 graceful_timeout = 10  # SIGTERM: finish in-flight requests within 10 s
 backlog = 2048
 preload_app = False
 control_socket_disable = True  # one socket path per user would clash between instances
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+# Heartbeat files in memory (gunicorn's advice; /tmp may be a slow or read-only disk).
+_SHM = "/dev/shm"  # noqa: S108  # nosec B108
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
 accesslog = "-" if os.environ.get("GATEWAY_ACCESS_LOG", "") in ("1", "true") else None
 errorlog = "-"
 loglevel = os.environ.get("GATEWAY_LOG_LEVEL", "info")

@@ -35,6 +35,11 @@ ROWS = Histogram(
     "Rows per accepted /predict request.",
     buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
 )
+COALESCED = Histogram(
+    "gateway_coalesced_requests",
+    "Requests sent together in one ModelInfer call (merged while another was in flight).",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
 INFERENCE_ERRORS = Counter(
     "gateway_inference_errors",
     "Failed calls to the inference server, by HTTP status answered.",

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -365,3 +366,29 @@ def test_a_replaced_model_is_picked_up_without_restart(
     after = predict(gateway, ROWS[0])[2]
     check_predictions(after, 1)
     assert after != before
+
+
+def test_concurrent_single_calls_share_model_calls_and_get_their_own_answers(
+    start_gateway: Gateways, inference_server: ManagedProcess, gateway: int
+) -> None:
+    port = start_gateway.start(
+        f"127.0.0.1:{inference_server.ports['grpc']}", GATEWAY_WORKERS="1", GATEWAY_THREADS="8"
+    ).ports["http"]
+    rows = synthetic_records(64, seed=13)
+    expected = predict(gateway, rows)[2]  # one batch call through the module's gateway
+
+    def one(index: int) -> tuple[int, list[dict[str, float]]]:
+        status, _, answer = predict(port, rows[index])
+        assert status == 200
+        return index, answer
+
+    with ThreadPoolExecutor(8) as pool:
+        results = dict(pool.map(one, range(len(rows))))
+    assert same_scores([results[i][0] for i in range(len(rows))], expected)
+    text = request(port, "GET", "/metrics")[2].decode()
+    merged = re.search(r"gateway_coalesced_requests_sum (\S+)", text)
+    calls = re.search(r"gateway_coalesced_requests_count (\S+)", text)
+    assert merged is not None
+    assert calls is not None
+    assert float(merged.group(1)) == len(rows)
+    assert float(calls.group(1)) < len(rows)  # some requests went out together
