@@ -7,6 +7,12 @@ numeric columns as float arrays, text columns as bytes.
 
 from __future__ import annotations
 
+import os
+
+# The serving configuration (bin/start-inference), set before numpy loads its BLAS.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import math
 import platform
