@@ -56,21 +56,37 @@ def summary(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
-def scrape(url: str | None) -> dict[str, float]:
-    """Sums of the inference server's batching histograms (empty when unreachable)."""
-    if not url:
-        return {}
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    found = {}
-    for name in ("inference_batch_requests_sum", "inference_batch_requests_count"):
-        match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
-        if match:
-            found[name] = float(match.group(1))
+BATCHING = ("inference_batch_requests", "gateway_coalesced_requests")
+"""Histograms of requests per model call (server) and per ModelInfer call (gateway)."""
+
+
+def scrape(*urls: str | None) -> dict[str, float]:
+    """``_sum`` and ``_count`` of the :data:`BATCHING` histograms found at ``urls``."""
+    found: dict[str, float] = {}
+    for url in urls:
+        if not url:
+            continue
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            continue
+        for name in BATCHING:
+            for suffix in ("_sum", "_count"):
+                match = re.search(rf"^{name}{suffix} ([0-9.e+]+)$", text, re.MULTILINE)
+                if match:
+                    found[name + suffix] = float(match.group(1))
     return found
+
+
+def per_call(before: dict[str, float], after: dict[str, float], name: str) -> float | None:
+    """Mean requests per call of histogram ``name`` between two scrapes."""
+    try:
+        calls = after[name + "_count"] - before[name + "_count"]
+        requests = after[name + "_sum"] - before[name + "_sum"]
+    except KeyError:
+        return None
+    return requests / calls if calls else None
 
 
 def model_floor(bundle: Path, rows: list[dict[str, str]], repeat: int = 3) -> float | None:
@@ -106,17 +122,17 @@ def run(args: argparse.Namespace) -> str:
     single = summary(http_load.sequential(target, bodies, args.single_calls, warmup=100))
     print(f"single c=1: p50 {ms(single['p50'])} ms, p99 {ms(single['p99'])} ms")
 
-    before = scrape(args.inference_metrics)
+    gateway_metrics = args.url.rstrip("/") + "/metrics"
+    before = scrape(args.inference_metrics, gateway_metrics)
     samples, wall = http_load.concurrent(target, bodies, args.concurrency)
-    after = scrape(args.inference_metrics)
+    after = scrape(args.inference_metrics, gateway_metrics)
     busy = summary(samples)
     busy["rate"] = len(samples) / wall
     print(f"single c={args.concurrency}: {busy['rate']:.0f} calls/s, {busy['errors']} errors")
-    coalesced = None
-    if before and after:
-        calls = after["inference_batch_requests_count"] - before["inference_batch_requests_count"]
-        requests = after["inference_batch_requests_sum"] - before["inference_batch_requests_sum"]
-        coalesced = requests / calls if calls else None
+    coalesced = (
+        per_call(before, after, "gateway_coalesced_requests"),
+        per_call(before, after, "inference_batch_requests"),
+    )
 
     batch_body = json.dumps(rows).encode()
     batch = http_load.batch_calls(target, batch_body, 3, len(rows))
@@ -150,7 +166,7 @@ def report(
     n: int,
     single: dict[str, Any],
     busy: dict[str, Any],
-    coalesced: float | None,
+    coalesced: tuple[float | None, float | None],
     batch_median: float,
     batch_errors: int,
     floor: float | None,
@@ -179,9 +195,15 @@ def report(
         f"| **{busy['rate']:.0f} calls/s**, errors **{busy['errors']}**, "
         f"p50 {ms(busy['p50'])} ms, p99 {ms(busy['p99'])} ms |",
     ]
-    if coalesced is not None:
+    gateway_merge, server_merge = coalesced
+    if gateway_merge is not None:
         lines.append(
-            f"| dynamic batching during that run | {coalesced:.2f} requests per model call (mean) |"
+            f"| batching in that run: gateway | {gateway_merge:.2f} requests per ModelInfer call |"
+        )
+    if server_merge is not None:
+        lines.append(
+            f"| batching in that run: inference server | {server_merge:.2f} ModelInfer calls "
+            "per model call |"
         )
     lines.append(
         f"| one {n}-row call ({batch_bytes / 1e6:.1f} MB body), median of 3 "
