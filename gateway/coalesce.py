@@ -72,7 +72,11 @@ class Coalescer:
                 group = [me]
         if group is None:
             if not me.done.wait(self._wait_s):
-                raise ApiError(504, "request waited too long for the inference server")
+                with self._lock:
+                    if me in self._queue:  # still waiting its turn: give up
+                        self._queue.remove(me)
+                        raise ApiError(504, "request waited too long for the inference server")
+                me.done.wait()  # taken into a group just now: its call is bounded by its deadline
             if me.lead is None:
                 return me.outcome()
             group = me.lead

@@ -127,5 +127,7 @@ def test_a_request_that_waits_too_long_gets_504() -> None:
         with pytest.raises(ApiError) as caught:
             coalescer.infer(SCHEMA, batch(2.0))
         assert caught.value.status == 504
+        assert coalescer._queue == []  # it left the line: nobody will hand it a group
         scorer.hold.set()
         first.result(5)
+    assert coalescer.infer(SCHEMA, batch(3.0))[0].tolist() == [6.0]
