@@ -56,7 +56,9 @@ def test_sigterm_drains_in_flight_calls_and_exits_in_time(
     assert code == 0
     assert elapsed < 10
     if refused is not None:  # observed while calls were still in flight
-        assert refused is grpc.StatusCode.UNAVAILABLE
+        # A new call is refused: at once (UNAVAILABLE), or, when the loaded server is slow
+        # to close its listener, by timing out; it never succeeds.
+        assert refused in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
     log = server.log()
     assert '"event": "draining"' in log
     assert '"event": "stopped"' in log
