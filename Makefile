@@ -8,7 +8,7 @@ TEST_CSV ?= data/exercise_06_test.csv
 BUNDLE ?= models/current
 
 .PHONY: help setup proto proto-check lint typecheck test unit train evaluate run bench docs \
-	docs-check dist clean validate-deploy
+	docs-check dist clean validate-deploy soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,7 +54,10 @@ run: ## start the stack (Docker when an engine answers, else local processes)
 	./run_api.sh
 
 bench: setup ## benchmark a running stack; results into docs/performance.md
-	$(PY) -m bench --url http://localhost:5001 --rows $(TEST_CSV)
+	$(PY) -m bench --url http://localhost:5001 --rows $(TEST_CSV) --bundle $(BUNDLE)
+
+soak: setup ## 5-minute mixed load of a running stack; results into docs/soak.md
+	$(PY) -m bench --url http://localhost:5001 --rows $(TEST_CSV) --soak 300
 
 docs: setup ## build docs/writeup.pdf from docs/writeup.md and its figures
 	$(PY) docs/build_pdf.py
