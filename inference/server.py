@@ -37,6 +37,8 @@ EXIT_BAD_BUNDLE = 2
 EXIT_CANNOT_SERVE = 1
 _SIGNAL_POLL_S = 0.1
 _MESSAGE_LIMIT = 64 * 1024 * 1024  # a 10,000-row request is ~8 MB; gRPC's default is 4 MB
+_MAX_CONNECTION_AGE_MS = 30_000
+_MAX_CONNECTION_AGE_GRACE_MS = 10_000
 
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
@@ -68,6 +70,10 @@ class InferenceServer:
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
                 ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+                # Clients reconnect every 30 s and so re-resolve DNS: gateways balancing
+                # over a headless Service find the replicas a scale-out adds.
+                ("grpc.max_connection_age_ms", _MAX_CONNECTION_AGE_MS),
+                ("grpc.max_connection_age_grace_ms", _MAX_CONNECTION_AGE_GRACE_MS),
             ],
         )
         inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
