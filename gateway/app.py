@@ -53,7 +53,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
-    coalescer = Coalescer(client.infer_one, config.chunk_rows, 2 * config.deadline_s + 1)
+    coalescer = Coalescer(
+        client.infer_one, config.chunk_rows, 2 * config.deadline_s + 1, config.retry_after_s
+    )
     openapi_body = orjson.dumps(OPENAPI)
 
     @app.before_request
@@ -82,7 +84,9 @@ def create_app(config: Config | None = None) -> Flask:
         message = error.description or error.name
         if status == 413:
             message = f"request body larger than {config.max_body_bytes} bytes"
-        return _json({"error": message, "details": []}, status)
+        # keep werkzeug's headers (``Allow`` of a 405), not its HTML content type
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        return _json({"error": message, "details": []}, status, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

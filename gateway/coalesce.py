@@ -51,8 +51,9 @@ class _Request:
 class Coalescer:
     """Send small requests through ``infer``, merged while a call is in flight."""
 
-    def __init__(self, infer: Infer, max_rows: int, wait_s: float) -> None:
-        """``wait_s`` bounds how long a queued request waits for its answer."""
+    def __init__(self, infer: Infer, max_rows: int, wait_s: float, retry_after_s: int = 1) -> None:
+        """``wait_s`` bounds how long a queued request waits; ``retry_after_s`` goes with a 504."""
+        self._retry_after_s = retry_after_s
         self._infer = infer
         self._max_rows = max_rows
         self._wait_s = wait_s
@@ -75,7 +76,12 @@ class Coalescer:
                 with self._lock:
                     if me in self._queue:  # still waiting its turn: give up
                         self._queue.remove(me)
-                        raise ApiError(504, "request waited too long for the inference server")
+                        raise ApiError(
+                            504,
+                            "request waited too long for the inference server",
+                            [],
+                            {"Retry-After": str(self._retry_after_s)},
+                        )
                 me.done.wait()  # taken into a group just now: its call is bounded by its deadline
             if me.lead is None:
                 return me.outcome()

@@ -143,11 +143,6 @@ def test_undeclared_methods_get_405_with_the_contract_body(
         assert set(body) == {"error", "details"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: gateway/app.py _http_error drops werkzeug's headers, so a 405 lacks the "
-    "Allow header RFC 9110 requires (found by schemathesis' unsupported_method check)",
-)
 def test_405_names_the_allowed_methods(gateway_url: str) -> None:
     port = int(gateway_url.rsplit(":", 1)[1])
     _, headers, _ = request(port, "DELETE", "/predict")

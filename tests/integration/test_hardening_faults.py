@@ -376,11 +376,6 @@ def test_the_worker_scores_again_once_the_server_is_back(frozen_crowd: FrozenCro
     assert frozen_crowd.recovered, "the worker answers 504 for good after the server thawed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: gateway/coalesce.py raises its own 504 ('request waited too long') "
-    "without the Retry-After header the contract gives every 503/504",
-)
 def test_every_504_of_queued_requests_has_retry_after(frozen_crowd: FrozenCrowd) -> None:
     for outcome in frozen_crowd.outcomes:
         assert outcome.retry_after is not None, outcome
