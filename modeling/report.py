@@ -13,8 +13,8 @@ from modeling.baseline import ClassicBaseModel
 from modeling.evaluation import brier, reliability, roc_points, summarise_auc
 from modeling.learners import LightGBMLearner
 from modeling.learners.meta import MetaLearner
-from modeling.stacking import OutOfFold, Progress, out_of_fold
-from modeling.training import TrainingSet, cv_metrics
+from modeling.stacking import OutOfFold, Progress
+from modeling.training import TrainingSet, cross_validate, cv_metrics
 
 CLASSIC = "classic base model"
 
@@ -114,14 +114,7 @@ def write_report(
 ) -> Path:
     """Cross-validate everything on shared folds and write the Markdown report at ``path``."""
     started = time.perf_counter()
-    oof: OutOfFold = out_of_fold(
-        data.features,
-        data.target,
-        params,
-        n_folds=int(params["folds"]),
-        seed=seed,
-        progress=progress,
-    )
+    oof: OutOfFold = cross_validate(data, params, seed=seed, progress=progress)
     progress("classic base model")
     classic = classic_out_of_fold(data, oof.folds)
     metrics = {

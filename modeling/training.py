@@ -34,6 +34,20 @@ def training_set(
     return TrainingSet(batch.matrix, np.asarray(target, dtype=np.int_), details)
 
 
+def cross_validate(
+    data: TrainingSet, params: dict[str, Any], *, seed: int, progress: Progress
+) -> OutOfFold:
+    """Out-of-fold predictions of every learner and the stack, with ``params["folds"]`` folds."""
+    return out_of_fold(
+        data.features,
+        data.target,
+        params,
+        n_folds=int(params["folds"]),
+        seed=seed,
+        progress=progress,
+    )
+
+
 def cv_metrics(oof: OutOfFold, target: NDArray[np.int_]) -> dict[str, dict[str, float]]:
     """Out-of-fold AUC summary of every base learner and of the stack."""
     metrics = {
@@ -55,14 +69,7 @@ def train(
 ) -> tuple[Stack, dict[str, Any]]:
     """Cross-validate, refit on all rows and write the bundle; return it and its manifest."""
     started = time.perf_counter()
-    oof = out_of_fold(
-        data.features,
-        data.target,
-        params,
-        n_folds=int(params["folds"]),
-        seed=seed,
-        progress=progress,
-    )
+    oof = cross_validate(data, params, seed=seed, progress=progress)
     metrics = cv_metrics(oof, data.target)
     stack = fit_stack(data.features, data.target, params, oof, seed=seed, progress=progress)
     manifest = save_bundle(
