@@ -56,9 +56,14 @@ def test_sigterm_drains_in_flight_calls_and_exits_in_time(
     assert code == 0
     assert elapsed < 10
     if refused is not None:  # observed while calls were still in flight
-        # A new call is refused: at once (UNAVAILABLE), or, when the loaded server is slow
-        # to close its listener, by timing out; it never succeeds.
-        assert refused in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+        # A new call is refused, never served: at once (UNAVAILABLE), cancelled by the
+        # stopping server (CANCELLED), or, when the loaded server is slow to close its
+        # listener, by timing out. All three were seen in runs on a busy 2-core machine.
+        assert refused in {
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        }
     log = server.log()
     assert '"event": "draining"' in log
     assert '"event": "stopped"' in log
