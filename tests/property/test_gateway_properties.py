@@ -12,7 +12,6 @@ value-by-value parser gives, whichever fast path took them.
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from gateway.convert import (
 )
 from gateway.errors import ApiError
 from gateway.wire import ModelSchema, encode_request
+from inference.tensors import deserialize_bytes  # the server's own decoder
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from proto import inference_pb2 as pb
 
@@ -172,16 +172,6 @@ def expected_column(rows: list[dict[str, Any]], spec: InputSpec) -> list[Any]:
     return [parse_number(value)[0] for value in values]
 
 
-def unpack_bytes(raw: bytes) -> list[bytes]:
-    out, offset = [], 0
-    while offset < len(raw):
-        (length,) = struct.unpack_from("<I", raw, offset)
-        out.append(raw[offset + 4 : offset + 4 + length])
-        offset += 4 + length
-    assert offset == len(raw)
-    return out
-
-
 def check_batch(batch: Batch, rows: list[dict[str, Any]], schema: ModelSchema) -> None:
     """Right row count in every column, right values, and a well-formed OIP request."""
     n = len(rows)
@@ -207,7 +197,7 @@ def check_batch(batch: Batch, rows: list[dict[str, Any]], schema: ModelSchema) -
         assert list(tensor.shape) == [n]
         assert tensor.datatype == spec.datatype
         if spec.datatype == "BYTES":
-            assert len(unpack_bytes(raw)) == n
+            assert len(deserialize_bytes(raw, n, spec.name)) == n  # raises unless exactly n
         else:
             assert len(raw) == n * (8 if spec.datatype == "FP64" else 4)
 

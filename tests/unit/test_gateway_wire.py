@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import pytest
 
@@ -16,20 +14,12 @@ from gateway.wire import (
     pack_bytes,
     request_prefix,
 )
+from inference.tensors import deserialize_bytes  # the server's own decoder
 from proto import inference_pb2 as pb
 
 SCHEMA = ModelSchema(
     "demo", "v1", (InputSpec("x0", "FP64"), InputSpec("x1", "BYTES"), InputSpec("x2", "FP32"))
 )
-
-
-def unpack_bytes(raw: bytes) -> list[bytes]:
-    out, offset = [], 0
-    while offset < len(raw):
-        (length,) = struct.unpack_from("<I", raw, offset)
-        out.append(raw[offset + 4 : offset + 4 + length])
-        offset += 4 + length
-    return out
 
 
 def test_request_round_trips_through_protobuf() -> None:
@@ -48,7 +38,7 @@ def test_request_round_trips_through_protobuf() -> None:
     ]
     raw0, raw1, raw2 = request.raw_input_contents
     assert np.array_equal(np.frombuffer(raw0, "<f8"), x0[10:260])
-    assert unpack_bytes(raw1) == x1[10:260]
+    assert deserialize_bytes(raw1, 250, "x1").tolist() == x1[10:260]
     assert np.array_equal(np.frombuffer(raw2, "<f4"), x2[10:260].astype("<f4"))
 
 
