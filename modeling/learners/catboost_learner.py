@@ -33,14 +33,15 @@ class CatBoostLearner(Learner):
         Category codes become short strings (CatBoost's categories are labels, not
         numbers); a missing category is a label of its own.
         """
-        numeric = [c for c in self.columns if c not in set(self._category_columns)]
-        codes = features[:, self._category_columns]
+        categories = self._category_columns
+        numeric = [c for c in self.columns if c not in categories]
+        codes = features[:, categories]
         codes = np.where(np.isnan(codes), len(_CODE_TEXT) - 1, codes).astype(np.intp)
         data = FeaturesData(
             num_feature_data=np.ascontiguousarray(features[:, numeric], dtype=np.float32),
             cat_feature_data=_CODE_TEXT[codes],
             num_feature_names=[COLUMNS[c] for c in numeric],
-            cat_feature_names=[COLUMNS[c] for c in self._category_columns],
+            cat_feature_names=[COLUMNS[c] for c in categories],
         )
         return Pool(data, label=target)
 
