@@ -1,10 +1,11 @@
 """gunicorn settings for the gateway (``gunicorn -c python:gateway.gunicorn_conf``).
 
-Environment: ``GATEWAY_HOST`` (default 0.0.0.0), ``GATEWAY_PORT`` (5001),
+Environment: ``GATEWAY_BIND`` (a gunicorn address such as ``unix:PATH``; default
+``GATEWAY_HOST:GATEWAY_PORT``), ``GATEWAY_HOST`` (127.0.0.1), ``GATEWAY_PORT`` (5001),
 ``GATEWAY_WORKERS`` (default: half the usable cores, at least 1), ``GATEWAY_THREADS`` (8),
 ``GATEWAY_KEEPALIVE_S`` (75), ``GATEWAY_ACCESS_LOG`` (1 to log every request),
-``GATEWAY_LOG_LEVEL`` (info). Workers are ``gthread``; the app is loaded in each
-worker after the fork (no preload), so gRPC channels are never shared across a fork.
+``GATEWAY_LOG_LEVEL`` (info). Workers are ``gthread`` (:mod:`gateway.worker`); the app
+is loaded in each worker after the fork (no preload), so gRPC channels never cross a fork.
 With ``COVERAGE_PROCESS_START`` set, each worker records coverage (for the tests).
 """
 
@@ -39,11 +40,12 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) // 2)
 
 
-# A server in a container listens on every interface; GATEWAY_HOST narrows it.
-_HOST = os.environ.get("GATEWAY_HOST", "0.0.0.0")  # noqa: S104  # nosec B104
-bind = f"{_HOST}:{_int_env('GATEWAY_PORT', 5001)}"
+# Loopback unless told otherwise (containers set GATEWAY_HOST=0.0.0.0); behind the nginx
+# front (bin/start-gateway) gunicorn listens on a private unix socket (GATEWAY_BIND).
+_HOST = os.environ.get("GATEWAY_HOST", "127.0.0.1")
+bind = os.environ.get("GATEWAY_BIND") or f"{_HOST}:{_int_env('GATEWAY_PORT', 5001)}"
 wsgi_app = "gateway.wsgi:app"
-worker_class = "gthread"
+worker_class = "gateway.worker.JsonErrorThreadWorker"  # gthread, JSON error pages
 workers = _int_env("GATEWAY_WORKERS", default_workers())
 threads = _int_env("GATEWAY_THREADS", 8)
 keepalive = _int_env("GATEWAY_KEEPALIVE_S", 75)  # longer than common load-balancer idle timeouts

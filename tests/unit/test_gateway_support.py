@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from gunicorn.workers.gthread import ThreadWorker
 
 from gateway import metrics
 from gateway.app import create_app
@@ -106,7 +107,9 @@ def test_gunicorn_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
         GATEWAY_HOST="127.0.0.1",
     )
     assert conf.bind == "127.0.0.1:6001"
-    assert (conf.workers, conf.threads, conf.worker_class) == (3, 2, "gthread")
+    assert (conf.workers, conf.threads) == (3, 2)
+    worker = importlib.import_module(conf.worker_class.rsplit(".", 1)[0])
+    assert issubclass(getattr(worker, conf.worker_class.rsplit(".", 1)[1]), ThreadWorker)
     assert conf.preload_app is False
     assert conf.default_workers() >= 1
     monkeypatch.setenv("GATEWAY_WORKERS", "0")

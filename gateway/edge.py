@@ -1,0 +1,137 @@
+"""The buffering front of the gateway: an nginx configuration rendered from the settings.
+
+gunicorn's ``gthread`` workers give a connection a thread while its request is read, so
+a handful of clients that send headers or bodies slowly (or nothing at all) would hold
+every thread. nginx reads each request in full, with timeouts, on an event loop that
+holds thousands of idle connections for a few KiB each, and only then hands it to
+gunicorn over a private unix socket. Its own refusals (malformed HTTP, a bad chunk
+size, a body or header over the limits, a slow client, gunicorn unreachable) are
+answered with the contract's JSON error body, never its HTML pages.
+
+``python -m gateway.edge RUNTIME_DIR`` writes ``RUNTIME_DIR/nginx.conf`` for
+``bin/start-gateway``; every path nginx writes to lies under ``RUNTIME_DIR`` (a
+read-only root filesystem is fine).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import orjson
+
+from gateway.config import Config
+
+SOCKET_NAME = "gunicorn.sock"
+CONFIG_NAME = "nginx.conf"
+CLIENT_TIMEOUT_S = 10
+"""A client silent this long while sending a request (headers or body) is dropped."""
+KEEPALIVE_TIMEOUT_S = 75
+"""Idle keep-alive connections are kept longer than common load balancers' idle timeout."""
+
+_ERRORS: dict[int, str] = {
+    400: "malformed HTTP request",
+    408: f"request not received within {CLIENT_TIMEOUT_S} s",
+    413: "request body larger than {max_body_bytes} bytes",
+    414: "request line too long",
+    494: "request headers too large",
+    502: "gateway workers unavailable",
+    503: "gateway workers unavailable",
+    504: "gateway workers did not answer in time",
+}
+"""nginx's own refusals and the ``error`` text of their JSON body (494: headers too large)."""
+_RETRY = frozenset({502, 503, 504})
+
+
+def _error_locations(config: Config) -> str:
+    """``error_page`` directives and the internal locations answering each as JSON."""
+    lines = []
+    for status, message in _ERRORS.items():
+        body = orjson.dumps(
+            {"error": message.format(max_body_bytes=config.max_body_bytes), "details": []}
+        ).decode()
+        # 494 is nginx's internal code for "headers too large"; clients see 431.
+        answer = 431 if status == 494 else 503 if status in _RETRY else status
+        retry = (
+            f"add_header Retry-After {config.retry_after_s} always; " if status in _RETRY else ""
+        )
+        lines.append(f"        error_page {status} = /_edge/{status};")
+        lines.append(
+            f"        location = /_edge/{status} {{ internal; default_type application/json; "
+            f"{retry}return {answer} '{body}'; }}"
+        )
+    return "\n".join(lines)
+
+
+def render(runtime_dir: Path, config: Config, env: Mapping[str, str]) -> str:
+    """The nginx configuration for ``config``, listening where ``env`` says."""
+    host = env.get("GATEWAY_HOST", "127.0.0.1")
+    port = int(env.get("GATEWAY_PORT", "5001"))
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    access = "/dev/stdout" if env.get("GATEWAY_ACCESS_LOG", "") in ("1", "true") else "off"
+    upstream_timeout_s = int(config.deadline_s) + 5  # the app answers 504 itself before this
+    run = runtime_dir
+    return f"""# Rendered by gateway/edge.py for bin/start-gateway; do not edit.
+worker_processes 1;
+pid {run}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {access};
+    server_tokens off;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    client_header_timeout {CLIENT_TIMEOUT_S}s;
+    client_body_timeout {CLIENT_TIMEOUT_S}s;
+    send_timeout {CLIENT_TIMEOUT_S}s;
+    keepalive_timeout {KEEPALIVE_TIMEOUT_S}s;
+    keepalive_requests 100000;
+    reset_timedout_connection on;
+    client_max_body_size {config.max_body_bytes};
+    client_body_buffer_size 1m;
+    client_header_buffer_size 4k;
+    large_client_header_buffers 4 16k;
+    upstream gunicorn {{
+        server unix:{run}/{SOCKET_NAME} max_fails=0;
+        keepalive 64;
+    }}
+    server {{
+        listen {listen} backlog=4096;
+        location / {{
+            proxy_pass http://gunicorn;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_request_buffering on;
+            proxy_buffering on;
+            proxy_buffers 16 64k;
+            proxy_connect_timeout 2s;
+            proxy_send_timeout {upstream_timeout_s}s;
+            proxy_read_timeout {upstream_timeout_s}s;
+        }}
+{_error_locations(config)}
+    }}
+}}
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write ``RUNTIME_DIR/nginx.conf`` from the environment; return the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1:
+        print("usage: python -m gateway.edge RUNTIME_DIR", file=sys.stderr)
+        return 2
+    runtime_dir = Path(args[0]).resolve()
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    (runtime_dir / CONFIG_NAME).write_text(render(runtime_dir, Config.from_env(), os.environ))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
