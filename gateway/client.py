@@ -12,6 +12,7 @@ after any failed call. gRPC failures become :class:`~gateway.errors.ApiError`: 5
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from gateway.wire import ModelSchema, WireError, decode_response, encode_request
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 
+log = logging.getLogger("gateway")
 _SERVICE = "inference.GRPCInferenceService"
 _MESSAGE_LIMIT = 64 * 1024 * 1024
 _SERVICE_CONFIG = {
@@ -73,6 +75,16 @@ _STALE = frozenset(
         grpc.StatusCode.FAILED_PRECONDITION,
     }
 )
+
+
+_REASONS = {
+    grpc.StatusCode.DEADLINE_EXCEEDED: "no answer within the deadline",
+    grpc.StatusCode.UNAVAILABLE: "unavailable",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "overloaded",
+    grpc.StatusCode.CANCELLED: "cancelled",
+    grpc.StatusCode.NOT_FOUND: "model not found",
+}
+"""What a client is told of a failed call (the gRPC details stay in the log)."""
 
 
 class StaleSchemaError(Exception):
@@ -226,9 +238,14 @@ class InferenceClient:
         return self._error(exc, "inference")
 
     def _error(self, exc: grpc.RpcError, what: str) -> ApiError:
-        """Map a failed gRPC call to the error answered to the client."""
+        """Map a failed gRPC call to the error answered to the client.
+
+        The client learns what failed; the gRPC details (addresses, status text) go to the
+        log only.
+        """
         code = exc.code()
-        message = f"inference server: {what} failed ({code.name}: {exc.details()})"
+        log.warning("inference server: %s failed (%s: %s)", what, code.name, exc.details())
+        message = f"inference server: {what} failed ({_REASONS.get(code, 'error')})"
         self.invalidate()
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return ApiError(504, message, [], {"Retry-After": str(self._config.retry_after_s)})

@@ -25,7 +25,10 @@ def preview(value: Any) -> Any:
         try:
             text = orjson.dumps(value).decode()  # arrays and objects as JSON text
         except TypeError:
-            text = repr(value)
+            if isinstance(value, list | dict):  # nested deeper than orjson writes: no recursion
+                text = f"(an {'array' if isinstance(value, list) else 'object'} nested too deeply)"
+            else:
+                text = repr(value)
     if len(text) > _VALUE_PREVIEW_CHARS:
         return text[:_VALUE_PREVIEW_CHARS] + f"... ({len(text)} chars)"
     return text
