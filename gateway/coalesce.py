@@ -94,7 +94,7 @@ class Coalescer:
 
     def _send(self, group: list[_Request]) -> None:
         """One call for the whole group; every member gets its slice or the error."""
-        metrics.COALESCED.observe(len(group))
+        metrics.observe_coalesced(len(group))
         try:
             if len(group) == 1:
                 group[0].scores = self._infer(group[0].schema, group[0].batch)
