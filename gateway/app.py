@@ -20,12 +20,12 @@ from flask import Flask, Response, g, request
 from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
-from gateway import metrics
+from gateway import memory, metrics
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
 from gateway.convert import Batch, parse_body, rows_to_batch, split_rows
-from gateway.errors import ApiError, merge_invalid
+from gateway.errors import ApiError, merge_invalid, unavailable
 from gateway.openapi import OPENAPI
 from gateway.wire import ModelSchema
 
@@ -57,6 +57,7 @@ def create_app(config: Config | None = None) -> Flask:
         client.infer_one, config.chunk_rows, 2 * config.deadline_s + 1, config.retry_after_s
     )
     openapi_body = orjson.dumps(OPENAPI)
+    budget = memory.Budget(config.memory_budget_bytes, config.retry_after_s)
 
     @app.before_request
     def _start_timer() -> None:
@@ -66,16 +67,15 @@ def create_app(config: Config | None = None) -> Flask:
     def _observe(response: Response) -> Response:
         rule = request.url_rule
         route = rule.rule if rule is not None else "unmatched"
-        metrics.REQUESTS.labels(route, str(response.status_code)).inc()
         started = g.get("started")
-        if started is not None:
-            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+        seconds = None if started is None else time.perf_counter() - started
+        metrics.observe_request(route, response.status_code, seconds)
         return response
 
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         if error.status >= 502:
-            metrics.INFERENCE_ERRORS.labels(str(error.status)).inc()
+            metrics.count_inference_error(error.status)
         return _json(error.body(), error.status, error.headers)
 
     @app.errorhandler(HTTPException)
@@ -97,20 +97,12 @@ def create_app(config: Config | None = None) -> Flask:
     def predict() -> Response:
         if not _is_json(request.mimetype):
             raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
-        length = request.content_length
-        if length is not None and length > config.max_body_bytes:
-            raise ApiError(413, f"request body larger than {config.max_body_bytes} bytes")
-        body = request.get_data(cache=False)
-        split = split_rows(body, config.chunk_rows) if len(body) > _STREAM_MIN_BYTES else None
-        if split is not None and split[1] <= config.max_rows:
-            try:
-                return _json(_score_pieces(client, config, split[0]))
-            except _PieceError:
-                pass  # not splittable after all: the whole body decides
-        rows = parse_body(body)
-        if len(rows) > config.max_rows:
-            raise ApiError(413, f"{len(rows)} rows in one request; the limit is {config.max_rows}")
-        return _json(_score(client, coalescer, config, rows))
+        declared = min(request.content_length or config.max_body_bytes, config.max_body_bytes)
+        with budget.reserve(memory.BYTES_PER_BODY_BYTE * declared) as reservation:
+            body = _read_body(config.max_body_bytes)
+            values = _count_values(body, config)
+            reservation.grow(memory.estimate(len(body), values))
+            return _json(_predict(client, coalescer, config, body))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -123,7 +115,10 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
-        body, content_type = metrics.render()
+        try:
+            body, content_type = metrics.render()
+        except metrics.MetricsUnavailableError as error:
+            raise unavailable(str(error), config.retry_after_s) from None
         return Response(body, content_type=content_type)
 
     @app.get("/openapi.json")
@@ -131,6 +126,64 @@ def create_app(config: Config | None = None) -> Flask:
         return Response(openapi_body, mimetype=_JSON)
 
     return app
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, read from the server's stream whatever its framing.
+
+    Raises:
+        ApiError: 413 when it is longer than ``limit`` bytes (a chunked body included:
+            it is never cut short), 400 when its chunked framing is broken.
+
+    """
+    too_large = ApiError(413, f"request body larger than {limit} bytes")
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large
+    try:
+        body: bytes = request.environ["wsgi.input"].read(limit + 1)
+    except Exception as exc:  # only the client's framing or connection can fail here
+        raise ApiError(400, f"malformed request body: {exc}") from None
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def _count_values(body: bytes, config: Config) -> int:
+    """The JSON values a body may hold at most (one per comma, plus one).
+
+    Raises:
+        ApiError: 413 when the body may hold more values than ``config.max_values``, or
+            more objects than ``config.max_rows`` (byte counts made before decoding, so a
+            body of millions of tiny values never costs the memory of decoding them).
+
+    """
+    values = body.count(b",") + 1
+    if values > config.max_values:
+        raise ApiError(
+            413, f"more than {config.max_values} JSON values; the limit is {config.max_values}"
+        )
+    if body.count(b"{") > config.max_rows:
+        raise ApiError(
+            413, f"more than {config.max_rows} JSON objects (rows); the limit is {config.max_rows}"
+        )
+    return values
+
+
+def _predict(
+    client: InferenceClient, coalescer: Coalescer, config: Config, body: bytes
+) -> list[dict[str, Any]]:
+    """Score a body: piece by piece when it is a large plain array, else decoded whole."""
+    split = split_rows(body, config.chunk_rows) if len(body) > _STREAM_MIN_BYTES else None
+    if split is not None and split[1] <= config.max_rows:
+        try:
+            return _score_pieces(client, config, split[0])
+        except _PieceError:
+            pass  # not splittable after all: the whole body decides
+    rows = parse_body(body)
+    if len(rows) > config.max_rows:
+        raise ApiError(413, f"{len(rows)} rows in one request; the limit is {config.max_rows}")
+    return _score(client, coalescer, config, rows)
 
 
 def _score(
@@ -148,7 +201,7 @@ def _score(
             probability, label = _infer(client, coalescer, config, fresh, rows)
         except StaleSchemaError as again:
             raise ApiError(502, f"inference server rejected the request: {again}") from None
-    metrics.ROWS.observe(len(rows))
+    metrics.observe_rows(len(rows))
     return [
         {"class": c, "probability": p}
         for c, p in zip(label.tolist(), probability.tolist(), strict=True)
@@ -185,7 +238,7 @@ def _score_pieces(
         probability, label = client.infer(schema, _chunks(config, schema, _parsed(config, pieces)))
     except StaleSchemaError:
         raise _PieceError from None
-    metrics.ROWS.observe(len(label))
+    metrics.observe_rows(len(label))
     return [
         {"class": c, "probability": p}
         for c, p in zip(label.tolist(), probability.tolist(), strict=True)

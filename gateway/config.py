@@ -21,7 +21,12 @@ class Config:
         deadline_s: deadline of one ModelInfer call (a 10,000-row call included).
         ready_timeout_s: deadline of the ModelReady/ModelMetadata calls.
         max_body_bytes: largest accepted request body (413 above it).
-        max_rows: most rows accepted in one request (413 above it).
+        max_rows: most rows accepted in one request (413 above it; a body holding more
+            JSON objects than this is refused before it is decoded).
+        max_values: most JSON values in one body (413 above it, before decoding): bounds
+            what decoding can cost, whatever the body's shape.
+        memory_budget_bytes: estimated decoded size of the requests one worker process
+            holds at once (:mod:`gateway.memory`); beyond it 503 with ``Retry-After``.
         chunk_rows: rows per ModelInfer call; a larger request is converted and sent
             chunk by chunk, so converting one chunk overlaps with scoring the last.
         max_text_chars: longest accepted text value (400 above it).
@@ -34,8 +39,10 @@ class Config:
     model_name: str = ""
     deadline_s: float = 5.0
     ready_timeout_s: float = 1.0
-    max_body_bytes: int = 64 * _MIB
-    max_rows: int = 50_000
+    max_body_bytes: int = 48 * _MIB
+    max_rows: int = 20_000
+    max_values: int = 2_500_000
+    memory_budget_bytes: int = 320 * _MIB
     chunk_rows: int = 1024
     max_text_chars: int = 1024
     max_error_details: int = 100
@@ -68,6 +75,8 @@ ENV: Mapping[str, str] = {
     "ready_timeout_s": "GATEWAY_READY_TIMEOUT_S",
     "max_body_bytes": "GATEWAY_MAX_BODY_BYTES",
     "max_rows": "GATEWAY_MAX_ROWS",
+    "max_values": "GATEWAY_MAX_VALUES",
+    "memory_budget_bytes": "GATEWAY_MEMORY_BUDGET_BYTES",
     "chunk_rows": "GATEWAY_CHUNK_ROWS",
     "max_text_chars": "GATEWAY_MAX_TEXT_CHARS",
     "max_error_details": "GATEWAY_MAX_ERROR_DETAILS",

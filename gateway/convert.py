@@ -15,6 +15,7 @@ also what finds and names every bad value.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -99,6 +100,8 @@ def parse_body(body: bytes) -> list[Any]:
 
 _SEPARATORS = (b"},{", b"}, {")
 """How consecutive rows of an array are joined by orjson/JSON.stringify and json.dumps."""
+_SEPARATOR = re.compile(rb"\}, ?\{")
+"""Either separator: one search finds the nearer, so cutting a body is linear in its size."""
 
 
 def split_rows(body: bytes, piece_rows: int) -> tuple[list[bytes], int] | None:
@@ -123,19 +126,12 @@ def split_rows(body: bytes, piece_rows: int) -> tuple[list[bytes], int] | None:
     pieces = []
     position = start + 1
     while True:
-        cut, width = _next_separator(body, position + piece_bytes, end)
-        if cut < 0:
+        cut = _SEPARATOR.search(body, min(position + piece_bytes, end), end)
+        if cut is None:
             pieces.append(b"[" + body[position:end] + b"]")
             return pieces, estimated_rows
-        pieces.append(b"[" + body[position : cut + 1] + b"]")
-        position = cut + width - 1  # at the "{" opening the next row
-
-
-def _next_separator(body: bytes, start: int, end: int) -> tuple[int, int]:
-    """Position and width of the first row separator in ``body[start:end]`` (-1 if none)."""
-    found = [(body.find(separator, start, end), len(separator)) for separator in _SEPARATORS]
-    found = [item for item in found if item[0] >= 0]
-    return min(found) if found else (-1, 0)
+        pieces.append(b"[" + body[position : cut.start() + 1] + b"]")
+        position = cut.end() - 1  # at the "{" opening the next row
 
 
 def rows_to_batch(
