@@ -21,6 +21,12 @@ from numpy.typing import NDArray
 
 from modeling.schema import ALIASES, COLUMNS, KINDS, VOCABULARIES, Kind
 
+MAX_ABS_VALUE = float(np.finfo(np.float32).max)
+"""Largest magnitude a numeric value may have. CatBoost scores in float32, where a larger
+value is infinite, and squares of such values overflow the other learners: a value
+beyond it is unrecognised, like ``inf`` (``NaN`` and counted), so every answer stays a
+probability."""
+
 MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 """Text that means "no value" (``"nan"`` is what ``str()`` of a pandas NaN gives)."""
 
@@ -121,7 +127,7 @@ def _parse_text(column: str, kind: Kind, raw: Any) -> tuple[float, int]:
         value = _category_code(column, text) if kind is Kind.CATEGORY else _TEXT_PARSERS[kind](text)
     except ValueError:
         value = math.nan
-    return (value, _OK) if math.isfinite(value) else (math.nan, _UNRECOGNISED)
+    return (value, _OK) if abs(value) <= MAX_ABS_VALUE else (math.nan, _UNRECOGNISED)
 
 
 def _clean_column(column: str, values: Any, n_rows: int) -> tuple[NDArray[np.float64], int, int]:
@@ -141,9 +147,9 @@ def _clean_column(column: str, values: Any, n_rows: int) -> tuple[NDArray[np.flo
             pass  # some text is not a plain number: parse value by value below
         else:
             missing = np.isnan(out)
-            infinite = np.isinf(out)
-            out[infinite] = math.nan
-            return out, int(missing.sum()), int(infinite.sum())
+            out_of_range = np.abs(out) > MAX_ABS_VALUE  # inf included, NaN not
+            out[out_of_range] = math.nan
+            return out, int(missing.sum()), int(out_of_range.sum())
     # Text columns repeat few distinct values: parse each distinct value once.
     raw_values = array.tolist()
     distinct = {raw: i for i, raw in enumerate(dict.fromkeys(raw_values))}

@@ -71,5 +71,8 @@ class Predictor:
             empty = np.empty(0)
             return Prediction(empty, empty.astype(np.int64), batch)
         probability = self.stack.predict_proba(batch.matrix)
+        if not np.isfinite(probability).all():  # a bug, never an answer: fail loudly
+            rows = np.flatnonzero(~np.isfinite(probability))[:5].tolist()
+            raise ArithmeticError(f"the model gave a non-finite probability for rows {rows}")
         label = (probability >= self.threshold).astype(np.int64)
         return Prediction(probability, label, batch)
