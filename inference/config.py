@@ -15,7 +15,8 @@ class Settings:
 
     Attributes:
         bundle: directory of the model bundle to serve.
-        host: interface the gRPC and metrics servers bind to.
+        host: interface the gRPC and metrics servers bind to (loopback unless told
+            otherwise; the container images set 0.0.0.0).
         port: gRPC port (0 picks a free one).
         metrics_port: Prometheus port (0 picks a free one, negative disables metrics).
         max_batch_rows: most rows one model call coalesces (a larger request runs alone).
@@ -24,12 +25,16 @@ class Settings:
         workers: gRPC worker threads (concurrent calls in flight).
         grace_s: seconds in-flight calls get to finish after SIGTERM/SIGINT.
         log_level: logging level name.
+        max_request_rows: most rows one ModelInfer call may carry (INVALID_ARGUMENT
+            beyond), whoever calls: the gateway sends at most its chunk size.
+        max_text_bytes: longest BYTES element accepted (INVALID_ARGUMENT beyond).
+        max_message_bytes: largest request message gRPC accepts (RESOURCE_EXHAUSTED).
+        reflection: serve gRPC server reflection (for grpcurl and other tools).
 
     """
 
     bundle: Path
-    # A server in a container listens on every interface.
-    host: str = "0.0.0.0"  # noqa: S104  # nosec B104
+    host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int = 8002
     max_batch_rows: int = 4096
@@ -37,6 +42,10 @@ class Settings:
     workers: int = 16
     grace_s: float = 8.0
     log_level: str = "INFO"
+    max_request_rows: int = 20_000
+    max_text_bytes: int = 4096
+    max_message_bytes: int = 32 * 1024 * 1024
+    reflection: bool = True
 
 
 _ENV = {
@@ -49,6 +58,10 @@ _ENV = {
     "workers": "INFERENCE_WORKERS",
     "grace_s": "INFERENCE_GRACE_S",
     "log_level": "INFERENCE_LOG_LEVEL",
+    "max_request_rows": "INFERENCE_MAX_REQUEST_ROWS",
+    "max_text_bytes": "INFERENCE_MAX_TEXT_BYTES",
+    "max_message_bytes": "INFERENCE_MAX_MESSAGE_BYTES",
+    "reflection": "INFERENCE_REFLECTION",
 }
 """The environment variable behind each setting (a flag wins over its variable)."""
 
@@ -58,6 +71,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _switch(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"must be on or off, got {text}")
+    return lowered in ("1", "true", "on", "yes")
 
 
 def _non_negative_float(text: str) -> float:
@@ -101,6 +121,22 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--workers", "workers", _positive_int, "gRPC worker threads, default %(default)s")
     add("--grace-s", "grace_s", _non_negative_float, "drain time on SIGTERM, default %(default)s")
     add("--log-level", "log_level", str.upper, "logging level, default %(default)s")
+    add(
+        "--max-request-rows",
+        "max_request_rows",
+        _positive_int,
+        "rows per call, default %(default)s",
+    )
+    add("--max-text-bytes", "max_text_bytes", _positive_int, "bytes per text, default %(default)s")
+    add(
+        "--max-message-bytes",
+        "max_message_bytes",
+        _positive_int,
+        "request message size, default %(default)s",
+    )
+    add(
+        "--reflection", "reflection", _switch, "serve gRPC reflection (on/off), default %(default)s"
+    )
     return parser
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.batcher import BatchHook, DynamicBatcher, Scores
-from inference.tensors import BYTES, FP64, INT64, TensorSpec
+from inference.tensors import BYTES, DEFAULT_LIMITS, FP64, INT64, Limits, TensorSpec
 from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 
@@ -60,8 +60,10 @@ class DataPlane:
         max_batch_rows: int = 4096,
         max_queue_delay_s: float = 0.0005,
         on_batch: BatchHook | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._predictor = predictor
+        self.limits = limits
         self.model = ModelInfo(
             name=predictor.name,
             version=str(predictor.version),

@@ -27,6 +27,7 @@ from inference.config import Settings, load_settings
 from inference.dataplane import DataPlane
 from inference.metrics import Metrics
 from inference.servicer import SERVICE_NAME, InferenceServicer
+from inference.tensors import Limits
 from modeling.bundle import BundleError, load_bundle
 from modeling.predictor import Predictor
 from proto import inference_pb2, inference_pb2_grpc
@@ -36,7 +37,6 @@ log = logging.getLogger("inference")
 EXIT_BAD_BUNDLE = 2
 EXIT_CANNOT_SERVE = 1
 _SIGNAL_POLL_S = 0.1
-_MESSAGE_LIMIT = 64 * 1024 * 1024  # a 10,000-row request is ~8 MB; gRPC's default is 4 MB
 _MAX_CONNECTION_AGE_MS = 30_000
 _MAX_CONNECTION_AGE_GRACE_MS = 10_000
 
@@ -62,14 +62,15 @@ class InferenceServer:
             max_batch_rows=settings.max_batch_rows,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000,
             on_batch=self.metrics.observe_batch,
+            limits=Limits(settings.max_request_rows, settings.max_text_bytes),
         )
         self.health = health.HealthServicer()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(settings.workers, thread_name_prefix="grpc"),
             options=[
                 ("grpc.so_reuseport", 0),
-                ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
-                ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
                 # Clients reconnect every 30 s and so re-resolve DNS: gateways balancing
                 # over a headless Service find the replicas a scale-out adds.
                 ("grpc.max_connection_age_ms", _MAX_CONNECTION_AGE_MS),
@@ -80,8 +81,9 @@ class InferenceServer:
             InferenceServicer(self.plane, self.metrics), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        services = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(services, self._server, pool=_reflection_pool())
+        if settings.reflection:
+            services = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(services, self._server, pool=_reflection_pool())
         self.port = 0
         self.metrics_port: int | None = None
 

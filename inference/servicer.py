@@ -143,7 +143,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         def handle() -> pb.ModelInferResponse:
             plane = self._plane
             model = plane.get_model(request.model_name, request.model_version)
-            columns, n_rows = decode_inputs(request, plane.input_specs)
+            columns, n_rows = decode_inputs(request, plane.input_specs, plane.limits)
             names = requested_outputs(request, plane.output_names)
             values = plane.infer(columns, n_rows)
             specs = {spec.name: spec for spec in model.outputs}

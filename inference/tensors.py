@@ -37,6 +37,17 @@ class TensorSpec:
     shape: tuple[int, ...] = (-1,)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold, whoever sends it (the gateway's limits are stricter)."""
+
+    max_rows: int = 20_000
+    max_text_bytes: int = 4096
+
+
+DEFAULT_LIMITS = Limits()
+
+
 class TensorError(ValueError):
     """A request that cannot be decoded into columns; the message names the tensor."""
 
@@ -72,11 +83,28 @@ def deserialize_bytes(raw: bytes, count: int, name: str) -> NDArray[np.object_]:
     return out
 
 
-def _rows(tensor: pb.ModelInferRequest.InferInputTensor) -> int:
-    """Number of rows of a one-dimensional input tensor."""
+def _spec(
+    tensor: pb.ModelInferRequest.InferInputTensor, specs: Mapping[str, TensorSpec]
+) -> TensorSpec:
+    """The model input ``tensor`` names, if its datatype is the input's."""
+    spec = specs.get(tensor.name)
+    if spec is None:
+        raise TensorError(f"input {tensor.name!r} is not an input of this model")
+    if tensor.datatype != spec.datatype:
+        raise TensorError(
+            f"input {tensor.name}: datatype {tensor.datatype or '(empty)'}, "
+            f"expected {spec.datatype}"
+        )
+    return spec
+
+
+def _rows(tensor: pb.ModelInferRequest.InferInputTensor, max_rows: int) -> int:
+    """Number of rows of a one-dimensional input tensor, at most ``max_rows``."""
     shape = list(tensor.shape)
     if len(shape) != 1 or shape[0] < 0:
         raise TensorError(f"input {tensor.name}: shape {shape} is not [N] with N >= 0")
+    if shape[0] > max_rows:
+        raise TensorError(f"input {tensor.name}: {shape[0]} rows; at most {max_rows} per request")
     return int(shape[0])
 
 
@@ -112,14 +140,15 @@ def _decode_typed(spec: TensorSpec, contents: pb.InferTensorContents, rows: int)
 
 
 def decode_inputs(
-    request: pb.ModelInferRequest, specs: Mapping[str, TensorSpec]
+    request: pb.ModelInferRequest, specs: Mapping[str, TensorSpec], limits: Limits = DEFAULT_LIMITS
 ) -> tuple[dict[str, NDArray[Any]], int]:
     """Decode a request's input tensors into ``(columns, n_rows)``.
 
     Every input must be a model input, appear once, have the model's datatype and a
     one-dimensional shape, and all inputs must have the same number of rows. Model
     inputs the request leaves out are absent from ``columns`` (the model treats them
-    as all missing). A request needs at least one input and one row.
+    as all missing). A request needs at least one input and one row, and stays within
+    ``limits`` (rows, and bytes of each text element).
     """
     tensors = request.inputs
     if not tensors:
@@ -134,16 +163,10 @@ def decode_inputs(
     first = ""
     for index, tensor in enumerate(tensors):
         name = tensor.name
-        spec = specs.get(name)
-        if spec is None:
-            raise TensorError(f"input {name!r} is not an input of this model")
         if name in columns:
             raise TensorError(f"input {name} is given more than once")
-        if tensor.datatype != spec.datatype:
-            raise TensorError(
-                f"input {name}: datatype {tensor.datatype or '(empty)'}, expected {spec.datatype}"
-            )
-        rows = _rows(tensor)
+        spec = _spec(tensor, specs)
+        rows = _rows(tensor, limits.max_rows)
         if n_rows < 0:
             n_rows, first = rows, name
         elif rows != n_rows:
@@ -156,7 +179,21 @@ def decode_inputs(
             columns[name] = _decode_typed(spec, tensor.contents, rows)
     if n_rows == 0:
         raise TensorError("request has no rows (input shape [0])")
+    for name, column in columns.items():
+        if specs[name].datatype == BYTES:
+            _check_text(name, column, limits.max_text_bytes)
     return columns, n_rows
+
+
+def _check_text(name: str, column: NDArray[Any], max_bytes: int) -> None:
+    """Refuse a BYTES input holding an element longer than ``max_bytes``."""
+    lengths = np.fromiter(map(len, column), dtype=np.int64, count=len(column))
+    too_long = np.flatnonzero(lengths > max_bytes)
+    if too_long.size:
+        row = int(too_long[0])
+        raise TensorError(
+            f"input {name}: row {row} holds {lengths[row]} bytes; at most {max_bytes} per value"
+        )
 
 
 def requested_outputs(request: pb.ModelInferRequest, available: Sequence[str]) -> list[str]:
