@@ -8,7 +8,8 @@
 # The model bundle is models/current. When it is missing (or is a DEMO bundle and real
 # data is now available) it is trained first from $TRAIN_CSV if set, else from
 # data/exercise_06_train.csv if present, else a DEMO model on synthetic rows (said loudly).
-# Local mode creates .venv with `make setup` when it is missing, waits until the gateway's
+# Local mode creates .venv with `make setup` when it is missing, binds to loopback, restarts
+# a server that dies (supervise below), waits until the gateway's
 # /readyz answers, and stops both processes on Ctrl-C or SIGTERM.
 #
 # Environment: TRAIN_CSV, GATEWAY_PORT (5001), INFERENCE_PORT (8001),
@@ -110,6 +111,46 @@ fi
 
 export INFERENCE_PORT="${INFERENCE_PORT:-8001}" INFERENCE_METRICS_PORT="${INFERENCE_METRICS_PORT:-8002}"
 export GATEWAY_PORT INFERENCE_TARGET="${INFERENCE_TARGET:-localhost:$INFERENCE_PORT}"
+# Loopback only unless told otherwise: the gRPC server and the metrics have no authentication.
+export GATEWAY_HOST="${GATEWAY_HOST:-127.0.0.1}" INFERENCE_HOST="${INFERENCE_HOST:-127.0.0.1}"
+
+# The gateway's buffering front (slow or idle clients cannot hold its threads).
+if ! command -v nginx >/dev/null 2>&1 && [ "${GATEWAY_EDGE:-nginx}" = nginx ] \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing nginx (the gateway's buffering front): apt-get install nginx-light"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends nginx-light >/dev/null \
+        || say "could not install nginx: the gateway runs without its front" >&2
+fi
+
+# supervise NAME COMMAND...: run COMMAND, restart it when it dies (backoff 1 s to 10 s),
+# until this script stops. Exit code 2 (a refused bundle or bad settings) is not retried.
+supervise() {
+    local name=$1 delay=1 child=0 code started
+    shift
+    stopping=0
+    trap 'stopping=1; kill -TERM "$child" 2>/dev/null' TERM
+    while [ "$stopping" = 0 ]; do
+        started=$SECONDS
+        "$@" &
+        child=$!
+        code=0
+        wait "$child" || code=$?
+        while kill -0 "$child" 2>/dev/null; do # a TERM interrupted the wait: let it drain
+            wait "$child" || true
+        done
+        [ "$stopping" = 1 ] && break
+        if [ "$code" = 2 ]; then
+            say "$name refused to start (exit 2): not restarting it" >&2
+            return 2
+        fi
+        [ $((SECONDS - started)) -gt 30 ] && delay=1
+        say "$name exited ($code): restarting it in ${delay} s" >&2
+        sleep "$delay" &
+        wait $! || true # a TERM ends the pause at once
+        delay=$((delay < 10 ? delay * 2 : 10))
+    done
+}
 
 pids=()
 stop() {
@@ -124,26 +165,26 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
-"$root/bin/start-inference" --bundle "$BUNDLE" &
+supervise "the inference server" "$root/bin/start-inference" --bundle "$BUNDLE" &
 pids+=("$!")
-"$root/bin/start-gateway" &
+supervise "the gateway" "$root/bin/start-gateway" &
 pids+=("$!")
 
 say "waiting for http://localhost:$GATEWAY_PORT/readyz"
 for _ in $(seq 1 240); do
     for pid in "${pids[@]}"; do
         if ! kill -0 "$pid" 2>/dev/null; then
-            say "a server exited during start-up" >&2
+            say "a server could not start" >&2
             exit 1
         fi
     done
     if "$PYTHON" -c 'import sys,urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
         "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1; then
-        say "ready"
+        say "ready (listening on $GATEWAY_HOST only; set GATEWAY_HOST=0.0.0.0 to expose it)"
         sample_curl
-        say "Ctrl-C stops both servers"
+        say "a server that dies is restarted; Ctrl-C stops both"
         wait -n "${pids[@]}" || true
-        say "a server exited" >&2
+        say "a server could not be kept running" >&2
         exit 1
     fi
     sleep 0.5

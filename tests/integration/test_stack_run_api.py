@@ -1,4 +1,5 @@
-"""./run_api.sh --local end to end: both servers from a DEMO bundle, the curl, Ctrl-C.
+"""./run_api.sh --local end to end: both servers from a DEMO bundle, the curl, loopback
+binding, a killed inference server restarted (503 meanwhile), Ctrl-C.
 
 The script runs from a scratch directory that links to the repository's run_api.sh and
 bin/, so the developer's models/ and data/ are never touched. The session's quick DEMO
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.machine import listening_pids
 from tests.integration.conftest import REPO, free_port, subprocess_env, wait_until
 from tests.integration.gateway_helpers import answers, predict
 
@@ -52,7 +54,7 @@ def test_run_api_local_serves_the_bundle_and_stops_on_ctrl_c(
 
         def ready() -> bool:
             assert script.poll() is None, log_path.read_text()
-            return "Ctrl-C stops both servers" in log_path.read_text()
+            return "Ctrl-C stops both" in log_path.read_text()
 
         wait_until(ready, 180.0, "run_api.sh to report ready")
         output = log_path.read_text()
@@ -61,6 +63,16 @@ def test_run_api_local_serves_the_bundle_and_stops_on_ctrl_c(
         status, _, answer = predict(gateway, {"x0": "9.521496806", "x1": "wed", "x99": "-1.9"})
         assert status == 200
         assert len(answer) == 1
+        for port in (*ports.values(), int(env["INFERENCE_METRICS_PORT"])):
+            assert listening_addresses(port) == {"127.0.0.1"}, port
+
+        (inference,) = listening_pids(ports["INFERENCE_PORT"])
+        os.kill(inference, signal.SIGKILL)  # the supervisor restarts it
+        status, headers, _ = predict(gateway, {"x0": "1"})
+        assert (status, headers.get("Retry-After")) == (503, "1")
+        wait_until(lambda: predict(gateway, {"x0": "1"})[0] == 200, 30.0, "inference restarted")
+        assert "the inference server exited (137): restarting it" in log_path.read_text()
+
         os.killpg(script.pid, signal.SIGINT)  # what Ctrl-C sends
         assert script.wait(20) == 130
         assert not answers(gateway, "/healthz", 200)  # both servers were stopped and waited for
@@ -68,3 +80,22 @@ def test_run_api_local_serves_the_bundle_and_stops_on_ctrl_c(
         if script.poll() is None:
             os.killpg(script.pid, signal.SIGKILL)
             script.wait()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (IPv4-mapped as IPv4)."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.rsplit(":", 1)
+            if state == "0A" and int(port_hex, 16) == port:
+                raw = bytes.fromhex(address)
+                if table == "tcp":
+                    found.add(".".join(str(b) for b in raw[::-1]))
+                else:  # four little-endian 32-bit words
+                    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
+                    v6 = b"".join(words)
+                    is_mapped = v6[:12] == bytes(10) + b"\xff\xff"
+                    found.add(".".join(map(str, v6[12:])) if is_mapped else v6.hex())
+    return found
