@@ -10,6 +10,8 @@ value a string, missing as ``""``), and serialised once before timing. Measured:
 3. one call with every row (median of 3);
 4. the in-process model time for the same rows (the floor), when ``--bundle`` exists.
 
+``--slow-clients`` and ``--memory`` run the edge modes of :mod:`bench.edge` instead.
+
 ``--soak SECONDS`` instead runs a mix of single and 100-row calls at concurrency 8 and
 reports latency per 30 s window and the resident memory of both servers at start and end.
 """
@@ -255,11 +257,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gateway-pids", default="", help="comma-separated (default: by port)")
     parser.add_argument("--inference-pids", default="", help="comma-separated (default: by port)")
     parser.add_argument("--inference-port", type=int, default=8001)
+    parser.add_argument(
+        "--slow-clients",
+        action="store_true",
+        help="edge mode: a client's latency with idle and slow connections open",
+    )
+    parser.add_argument("--idle", type=int, default=200, help="idle connections (--slow-clients)")
+    parser.add_argument("--slow", type=int, default=50, help="slow-header connections")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="edge mode: memory of each side under concurrent whole-file calls",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="calls per client (--memory)")
     return parser  # fmt: skip
+
+
+def edge(args: argparse.Namespace) -> str:
+    from bench import edge as modes  # only for the edge modes
+
+    rows = read_rows(args.rows)
+    if args.slow_clients:
+        return modes.run_slow_clients(args, [json.dumps(row).encode() for row in rows])
+    return modes.run_memory(args, json.dumps(rows).encode(), len(rows))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.slow_clients or args.memory:
+        text = edge(args)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return 0
     text = soak(args) if args.soak else run(args)
     out = args.out or ROOT / "docs" / ("soak.md" if args.soak else "performance.md")
     out.parent.mkdir(parents=True, exist_ok=True)

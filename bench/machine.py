@@ -60,6 +60,20 @@ def listening_pids(port: int) -> list[int]:
     return sorted(pids)
 
 
+def pids_matching(text: str) -> list[int]:
+    """Processes whose command line contains ``text``."""
+    pids = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
 def rss_mib(pids: list[int]) -> float:
     """Summed resident memory of ``pids`` in MiB (processes gone count 0)."""
     total_kb = 0
