@@ -21,7 +21,7 @@ from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.synthetic import synthetic_table
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
-from tests.integration.conftest import ManagedProcess, infer_request, oip_columns
+from tests.integration.conftest import ManagedProcess, StartInference, infer_request, oip_columns
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +201,42 @@ def test_metrics_endpoint(inference_server: ManagedProcess, stub, predictor: Pre
     assert delta("inference_unrecognised_values_total", '{column="x1"}') == 6
     assert f'inference_model_info{{model="{predictor.name}"' in text
     assert "process_resident_memory_bytes" in text
+
+
+def test_the_server_enforces_its_own_limits_whoever_calls(
+    start_inference: StartInference, inference_bundle: Path
+) -> None:
+    server = start_inference(
+        inference_bundle,
+        "--max-request-rows", "500",
+        "--max-text-bytes", "64",
+        "--max-message-bytes", "200000",
+        "--reflection", "off",
+    )  # fmt: skip
+    with grpc.insecure_channel(f"127.0.0.1:{server.ports['grpc']}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        table, _ = synthetic_table(50, seed=3)  # every column, about 40 kB
+        assert len(stub.ModelInfer(infer_request("", oip_columns(table)), timeout=10).outputs) == 2
+        refused = {
+            "rows": {"x0": np.zeros(501)},  # 4 kB
+            "text": {"x1": [b"wed"] * 49 + [b"x" * 65]},
+            "message": {c: np.zeros(300) for c in NUMERIC_COLUMNS},  # 225 kB
+        }
+        codes = {}
+        for what, columns in refused.items():
+            with pytest.raises(grpc.RpcError) as failed:
+                stub.ModelInfer(infer_request("", columns), timeout=10)
+            codes[what] = (failed.value.code(), failed.value.details())
+        assert codes["rows"][0] is grpc.StatusCode.INVALID_ARGUMENT
+        assert "501 rows; at most 500" in codes["rows"][1]
+        assert codes["text"][0] is grpc.StatusCode.INVALID_ARGUMENT
+        assert "row 49 holds 65 bytes; at most 64" in codes["text"][1]
+        assert codes["message"][0] is grpc.StatusCode.RESOURCE_EXHAUSTED
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        with pytest.raises(grpc.RpcError) as off:
+            list(
+                reflection.ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+                )
+            )
+        assert off.value.code() is grpc.StatusCode.UNIMPLEMENTED

@@ -10,6 +10,7 @@ from inference.tensors import (
     BYTES,
     FP64,
     INT64,
+    Limits,
     TensorError,
     TensorSpec,
     decode_inputs,
@@ -175,3 +176,13 @@ def test_outputs_are_encoded_as_raw_little_endian() -> None:
         np.frombuffer(response.raw_output_contents[0], "<f8"), probability
     )
     np.testing.assert_array_equal(np.frombuffer(response.raw_output_contents[1], "<i8"), label)
+
+
+def test_limits_refuse_too_many_rows_and_too_long_texts() -> None:
+    limits = Limits(max_rows=3, max_text_bytes=5)  # "café" is 5 bytes of UTF-8
+    assert decode_inputs(raw_request(), SPECS, limits)[1] == 3
+    with pytest.raises(TensorError, match="input a: 4 rows; at most 3 per request"):
+        decode_inputs(raw_request(a=[1.0] * 4, b=[b""] * 4), SPECS, limits)
+    with pytest.raises(TensorError, match="input b: row 1 holds 6 bytes; at most 5 per value"):
+        decode_inputs(typed_request(b=[b"wed", b"123456", b""]), SPECS, limits)
+    assert decode_inputs(typed_request(b=[b"wed", b"12345", b""]), SPECS, limits)[1] == 3

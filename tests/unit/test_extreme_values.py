@@ -1,0 +1,42 @@
+"""Numbers a client may send that no learner can score: every answer stays a probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modeling.bundle import load_bundle
+from modeling.cleaning import MAX_ABS_VALUE, clean
+from modeling.schema import NUMERIC_COLUMNS
+
+EXTREMES = [1e155, -1e200, 1e308, -1e308, np.inf, 3.5e38, -MAX_ABS_VALUE]
+
+
+def test_values_beyond_float32_are_unrecognised_like_inf() -> None:
+    values = np.array([*EXTREMES, MAX_ABS_VALUE, 1e38, np.nan])
+    batch = clean({"x0": values, "x2": values.astype(str).astype(object)}, len(values))
+    for j, column in ((0, "x0"), (2, "x2")):
+        out = batch.matrix[:, j]
+        assert np.isnan(out[:6]).all()
+        assert out[6:9].tolist() == [-MAX_ABS_VALUE, MAX_ABS_VALUE, 1e38]
+        assert batch.unrecognised[column] == 6
+        assert batch.missing[column] == 1
+
+
+def test_every_numeric_column_at_any_magnitude_gets_a_probability(quick_bundle) -> None:
+    predictor = load_bundle(quick_bundle)
+    n = len(EXTREMES) + 3
+    values = np.array([*EXTREMES, MAX_ABS_VALUE, 1e38, -1e-320])
+    for column in NUMERIC_COLUMNS:
+        probability = predictor.predict({column: values}, n).probability
+        assert np.isfinite(probability).all(), column
+        assert ((probability >= 0) & (probability <= 1)).all(), column
+    everything = predictor.predict(dict.fromkeys(NUMERIC_COLUMNS, values), n).probability
+    assert np.isfinite(everything).all()
+
+
+def test_a_non_finite_probability_is_an_error_not_an_answer(quick_bundle, monkeypatch) -> None:
+    predictor = load_bundle(quick_bundle)
+    monkeypatch.setattr(predictor.stack, "predict_proba", lambda m: np.full(len(m), np.nan))
+    with pytest.raises(ArithmeticError, match="non-finite probability for rows \\[0, 1\\]"):
+        predictor.predict({"x0": np.array([1.0, 2.0])}, 2)
