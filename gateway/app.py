@@ -101,7 +101,7 @@ def create_app(config: Config | None = None) -> Flask:
         with budget.reserve(memory.BYTES_PER_BODY_BYTE * declared) as reservation:
             body = _read_body(config.max_body_bytes)
             values = _count_values(body, config)
-            reservation.grow(memory.estimate(len(body), values))
+            reservation.resize(memory.estimate(len(body), values))
             return _json(_predict(client, coalescer, config, body))
 
     @app.get("/healthz")

@@ -35,6 +35,7 @@ _ERRORS: dict[int, str] = {
     400: "malformed HTTP request",
     408: f"request not received within {CLIENT_TIMEOUT_S} s",
     413: "request body larger than {max_body_bytes} bytes",
+    405: "method not allowed",
     414: "request line too long",
     494: "request headers too large",
     502: "gateway workers unavailable",

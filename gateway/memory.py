@@ -5,7 +5,8 @@ of strings decodes to about 110 MB: about 100 bytes per value). A worker admits 
 request only while the estimated decoded size of every request it holds fits its
 budget; beyond it the client gets 503 with ``Retry-After`` (never a worker killed for
 memory with every call in flight lost). The estimate is reserved from the declared
-``Content-Length`` before the body is read, and corrected once its values are counted.
+``Content-Length`` before the body is read, and replaced by the estimate from its counted
+values once it is.
 After a large request, freed memory is handed back to the operating system
 (``malloc_trim``), so a burst of large calls does not leave the process at its peak.
 """
@@ -71,7 +72,7 @@ class Budget:
 
         """
         reservation = Reservation(self)
-        reservation.grow(size)
+        reservation.resize(size)
         return reservation
 
     def _take(self, size: int) -> None:
@@ -109,12 +110,14 @@ class Reservation:
         self.size = 0
         self._large = False
 
-    def grow(self, size: int) -> None:
-        """Hold at least ``size`` bytes (503 when the budget cannot)."""
+    def resize(self, size: int) -> None:
+        """Hold ``size`` bytes from now on (503 when the budget cannot grow to it)."""
         extra = size - self.size
         if extra > 0:
             self._budget._take(extra)
-            self.size = size
+        elif extra < 0:
+            self._budget._give_back(-extra, large=False)
+        self.size = size
         if self.size > TRIM_ABOVE_BYTES and not self._large:
             self._large = True
             self._budget._mark_large()

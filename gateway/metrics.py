@@ -7,8 +7,9 @@ them; otherwise the process's own registry is served (tests, a plain Flask run).
 Losing metrics never loses a prediction. prometheus_client maps each worker's file
 into memory after growing it sparsely, so on a full disk the first write to a new page
 killed the worker with SIGBUS; here the space is allocated before a file is mapped
-(:class:`_AllocatedDict`), so a full disk is an ``OSError``, and every update is best
-effort (:func:`_best_effort`). A missing directory makes ``/metrics`` answer 503 once
+(:class:`_AllocatedDict`): on a full disk the process keeps its samples in memory
+instead (missing from ``/metrics``), and every update is best effort
+(:func:`_best_effort`). A missing directory makes ``/metrics`` answer 503 once
 and is created again.
 """
 
@@ -41,21 +42,36 @@ class MetricsUnavailableError(RuntimeError):
     """The shared metrics cannot be read now."""
 
 
+def _allocate(filename: str) -> None:
+    """Create a metrics file with its first block of disk space really allocated."""
+    descriptor = os.open(filename, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        if os.fstat(descriptor).st_size == 0:
+            os.posix_fallocate(descriptor, 0, _INITIAL_MMAP_SIZE)
+    except OSError:
+        os.unlink(filename)  # an empty file would break the merge of the others
+        raise
+    finally:
+        os.close(descriptor)
+
+
 class _AllocatedDict(MmapedDict):
     """A metrics file whose disk space is allocated before it is mapped (no SIGBUS)."""
 
     def __init__(self, filename: str, read_mode: bool = False) -> None:
+        memory = None
         if not read_mode:
-            descriptor = os.open(filename, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                if os.fstat(descriptor).st_size == 0:
-                    os.posix_fallocate(descriptor, 0, _INITIAL_MMAP_SIZE)
-            except OSError:
-                os.unlink(filename)  # an empty file would break the merge of the others
-                raise
-            finally:
-                os.close(descriptor)
-        super().__init__(filename, read_mode)
+                _allocate(filename)
+            except OSError as error:  # this process's samples stay out of /metrics
+                log.warning("metrics file %s unavailable (%s): kept in memory", filename, error)
+                memory = os.memfd_create("gateway-metrics")
+                filename = f"/proc/self/fd/{memory}"
+        try:
+            super().__init__(filename, read_mode)
+        finally:
+            if memory is not None:
+                os.close(memory)  # the dict holds its own descriptor
 
     def _init_value(self, key: str) -> None:
         # The entry's size as MmapedDict lays it out: length, padded key, two doubles.

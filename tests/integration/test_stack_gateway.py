@@ -266,7 +266,7 @@ def test_503_while_inference_is_down_and_recovery_without_restart(
         status, headers, payload = predict(gateway, ROWS[0])
         assert status == 503, payload
         assert int(headers["Retry-After"]) >= 1
-        assert "UNAVAILABLE" in payload["error"]
+        assert "unavailable" in payload["error"]
         assert request(gateway, "GET", "/readyz")[0] == 503
 
     def all_workers_back() -> bool:  # each worker's channel reconnects within its backoff
@@ -292,7 +292,7 @@ def test_deadline_exceeded_is_504(
     ).ports["http"]
     status, headers, payload = predict(port, ROWS[0])
     assert status == 504
-    assert "DEADLINE_EXCEEDED" in payload["error"]
+    assert "no answer within the deadline" in payload["error"]
     assert "Retry-After" in headers
 
 
@@ -303,7 +303,7 @@ def test_unknown_model_name_is_503(
     port = start_gateway.start(target, ready=False, INFERENCE_MODEL="no-such-model").ports["http"]
     status, _, payload = predict(port, ROWS[0])
     assert status == 503
-    assert "NOT_FOUND" in payload["error"]
+    assert "model not found" in payload["error"]
 
 
 def test_errors_of_every_chunk_are_reported_with_request_row_numbers(gateway: int) -> None:

@@ -1,4 +1,5 @@
-"""Numbers a client may send that no learner can score: every answer stays a probability."""
+"""Values a client may send that no learner can score: cleaning never raises, and every
+answer stays a probability."""
 
 from __future__ import annotations
 
@@ -40,3 +41,10 @@ def test_a_non_finite_probability_is_an_error_not_an_answer(quick_bundle, monkey
     monkeypatch.setattr(predictor.stack, "predict_proba", lambda m: np.full(len(m), np.nan))
     with pytest.raises(ArithmeticError, match="non-finite probability for rows \\[0, 1\\]"):
         predictor.predict({"x0": np.array([1.0, 2.0])}, 2)
+
+
+def test_a_column_mixing_text_and_raw_bytes_is_cleaned_not_raised() -> None:
+    batch = clean({"x0": ["", b"\x80", "1.5"], "x1": ["wed", b"\xff", b"fri"]}, 3)
+    assert np.isnan(batch.matrix[:2, 0]).all()
+    assert batch.matrix[2, 0] == 1.5
+    assert batch.missing["x0"] + batch.unrecognised["x0"] == 2
