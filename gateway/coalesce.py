@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,7 +26,8 @@ from gateway.errors import ApiError
 from gateway.wire import ModelSchema
 
 Scores = tuple[NDArray[np.float64], NDArray[np.int64]]
-Infer = Callable[[ModelSchema, Batch], Scores]
+Infer = Callable[[ModelSchema, Batch, float], Scores]
+"""Score a batch within a timeout (seconds)."""
 
 
 @dataclass(eq=False)
@@ -34,6 +36,7 @@ class _Request:
 
     schema: ModelSchema
     batch: Batch
+    deadline: float  # time.monotonic() by which the request must be answered
     done: threading.Event = field(default_factory=threading.Event)
     scores: Scores | None = None
     error: BaseException | None = None
@@ -51,19 +54,21 @@ class _Request:
 class Coalescer:
     """Send small requests through ``infer``, merged while a call is in flight."""
 
-    def __init__(self, infer: Infer, max_rows: int, wait_s: float, retry_after_s: int = 1) -> None:
-        """``wait_s`` bounds how long a queued request waits; ``retry_after_s`` goes with a 504."""
+    def __init__(
+        self, infer: Infer, max_rows: int, deadline_s: float, retry_after_s: int = 1
+    ) -> None:
+        """Each request is answered within ``deadline_s``; ``retry_after_s`` goes with a 504."""
         self._retry_after_s = retry_after_s
         self._infer = infer
         self._max_rows = max_rows
-        self._wait_s = wait_s
+        self._deadline_s = deadline_s
         self._lock = threading.Lock()
         self._queue: list[_Request] = []
         self._busy = False
 
     def infer(self, schema: ModelSchema, batch: Batch) -> Scores:
         """Score ``batch`` alone or together with concurrent requests."""
-        me = _Request(schema, batch)
+        me = _Request(schema, batch, time.monotonic() + self._deadline_s)
         with self._lock:
             if self._busy:
                 self._queue.append(me)
@@ -72,17 +77,12 @@ class Coalescer:
                 self._busy = True
                 group = [me]
         if group is None:
-            if not me.done.wait(self._wait_s):
+            if not me.done.wait(max(0.0, me.deadline - time.monotonic())):
                 with self._lock:
-                    if me in self._queue:  # still waiting its turn: give up
+                    if me in self._queue:  # still waiting its turn at its deadline: give up
                         self._queue.remove(me)
-                        raise ApiError(
-                            504,
-                            "request waited too long for the inference server",
-                            [],
-                            {"Retry-After": str(self._retry_after_s)},
-                        )
-                me.done.wait()  # taken into a group just now: its call is bounded by its deadline
+                        raise self._too_late()
+                me.done.wait()  # taken into a group just now: its call ends by its deadline
             if me.lead is None:
                 return me.outcome()
             group = me.lead
@@ -96,11 +96,14 @@ class Coalescer:
         """One call for the whole group; every member gets its slice or the error."""
         metrics.observe_coalesced(len(group))
         try:
+            timeout = min(r.deadline for r in group) - time.monotonic()
+            if timeout <= 0:
+                raise self._too_late()
             if len(group) == 1:
-                group[0].scores = self._infer(group[0].schema, group[0].batch)
+                group[0].scores = self._infer(group[0].schema, group[0].batch, timeout)
                 return
             probability, label = self._infer(
-                group[0].schema, concat_batches([r.batch for r in group])
+                group[0].schema, concat_batches([r.batch for r in group]), timeout
             )
             start = 0
             for request in group:
@@ -113,6 +116,14 @@ class Coalescer:
         finally:
             for request in group[1:]:
                 request.done.set()
+
+    def _too_late(self) -> ApiError:
+        return ApiError(
+            504,
+            "inference server: inference failed (no answer within the deadline)",
+            [],
+            {"Retry-After": str(self._retry_after_s)},
+        )
 
     def _hand_over(self) -> None:
         """Pass the queued requests to the first of them, or mark the line idle."""

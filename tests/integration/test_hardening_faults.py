@@ -381,11 +381,6 @@ def test_every_504_of_queued_requests_has_retry_after(frozen_crowd: FrozenCrowd)
         assert outcome.retry_after is not None, outcome
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: gateway/coalesce.py - a queued request waits for the calls ahead of it and "
-    "then gets a full GATEWAY_DEADLINE_S of its own: up to 3 x deadline + 1 s, not deadline",
-)
 def test_queued_requests_keep_their_own_deadline(frozen_crowd: FrozenCrowd) -> None:
     for outcome in frozen_crowd.outcomes:
         assert outcome.ended - outcome.started <= frozen_crowd.deadline_s + 1, outcome

@@ -7,6 +7,7 @@ row is its x0 value), so every request can check it got exactly its own rows' sc
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,11 +30,13 @@ class Scorer:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.timeouts: list[float] = []
         self.hold = threading.Event()
         self.entered = threading.Event()
 
-    def __call__(self, schema: ModelSchema, rows: Batch):  # type: ignore[no-untyped-def]
+    def __call__(self, schema: ModelSchema, rows: Batch, timeout: float):  # type: ignore[no-untyped-def]
         self.calls.append(rows.n_rows)
+        self.timeouts.append(timeout)
         if len(self.calls) == 1:
             self.entered.set()
             assert self.hold.wait(10)
@@ -54,7 +57,7 @@ def test_concat_batches_keeps_order() -> None:
 def test_a_lone_request_is_sent_at_once() -> None:
     scorer = Scorer()
     scorer.hold.set()
-    coalescer = Coalescer(scorer, max_rows=100, wait_s=5)
+    coalescer = Coalescer(scorer, max_rows=100, deadline_s=5)
     probability, label = coalescer.infer(SCHEMA, batch(1.5, -2.0))
     assert probability.tolist() == [3.0, -4.0]
     assert label.tolist() == [1, 0]
@@ -63,7 +66,7 @@ def test_a_lone_request_is_sent_at_once() -> None:
 
 def test_requests_queued_behind_a_call_share_the_next_one() -> None:
     scorer = Scorer()
-    coalescer = Coalescer(scorer, max_rows=100, wait_s=10)
+    coalescer = Coalescer(scorer, max_rows=100, deadline_s=10)
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(coalescer.infer, SCHEMA, batch(100.0))
         assert scorer.entered.wait(5)
@@ -84,7 +87,7 @@ def test_requests_queued_behind_a_call_share_the_next_one() -> None:
 def test_a_group_is_capped_by_rows_and_kept_to_one_schema() -> None:
     scorer = Scorer()
     other = ModelSchema("m", "2", SCHEMA.inputs)
-    coalescer = Coalescer(scorer, max_rows=4, wait_s=10)
+    coalescer = Coalescer(scorer, max_rows=4, deadline_s=10)
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(coalescer.infer, SCHEMA, batch(1.0))
         assert scorer.entered.wait(5)
@@ -101,7 +104,7 @@ def test_a_group_is_capped_by_rows_and_kept_to_one_schema() -> None:
 
 def test_an_error_reaches_every_member_of_the_group() -> None:
     scorer = Scorer()
-    coalescer = Coalescer(scorer, max_rows=100, wait_s=10)
+    coalescer = Coalescer(scorer, max_rows=100, deadline_s=10)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(coalescer.infer, SCHEMA, batch(1.0))
         assert scorer.entered.wait(5)
@@ -120,7 +123,7 @@ def test_an_error_reaches_every_member_of_the_group() -> None:
 
 def test_a_request_that_waits_too_long_gets_504() -> None:
     scorer = Scorer()
-    coalescer = Coalescer(scorer, max_rows=100, wait_s=0.05)
+    coalescer = Coalescer(scorer, max_rows=100, deadline_s=0.05)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(coalescer.infer, SCHEMA, batch(1.0))
         assert scorer.entered.wait(5)
@@ -131,3 +134,38 @@ def test_a_request_that_waits_too_long_gets_504() -> None:
         scorer.hold.set()
         first.result(5)
     assert coalescer.infer(SCHEMA, batch(3.0))[0].tolist() == [6.0]
+
+
+def test_a_queued_request_keeps_its_own_deadline() -> None:
+    scorer = Scorer()
+    coalescer = Coalescer(scorer, max_rows=100, deadline_s=2.0)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(coalescer.infer, SCHEMA, batch(1.0))
+        assert scorer.entered.wait(5)
+        started = time.monotonic()
+        queued = pool.submit(coalescer.infer, SCHEMA, batch(2.0))
+        threading.Event().wait(0.5)  # it waits its turn behind the held call
+        scorer.hold.set()
+        assert queued.result(5)[0].tolist() == [4.0]
+        first.result(5)
+    # its own call got what was left of its 2 s, not a fresh deadline
+    assert scorer.timeouts[1] <= 2.0 - 0.5 + 0.05
+    assert scorer.timeouts[1] <= 2.0 - (time.monotonic() - started) + 0.5
+
+
+def test_a_group_past_its_deadline_is_not_sent() -> None:
+    scorer = Scorer()
+    coalescer = Coalescer(scorer, max_rows=100, deadline_s=0.2)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(coalescer.infer, SCHEMA, batch(1.0))
+        assert scorer.entered.wait(5)
+        late = pool.submit(coalescer.infer, SCHEMA, batch(2.0))
+        while not coalescer._queue:
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.3)  # the queued request's deadline passes while queued
+        scorer.hold.set()
+        with pytest.raises(ApiError) as caught:
+            late.result(5)
+        assert caught.value.status == 504
+        first.result(5)
+    assert scorer.calls == [1]  # only the first call went out
