@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,15 +23,14 @@ from gateway import memory, metrics
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
-from gateway.convert import Batch, parse_body, rows_to_batch, split_rows
-from gateway.errors import ApiError, merge_invalid, unavailable
+from gateway.convert import Batch, parse_body, rows_to_batch
+from gateway.errors import ApiError, unavailable
 from gateway.openapi import OPENAPI
 from gateway.wire import ModelSchema
 
 log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
-_STREAM_MIN_BYTES = 1 << 20  # bodies above 1 MiB are parsed piece by piece when possible
 _COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
 
 
@@ -54,7 +52,10 @@ def create_app(config: Config | None = None) -> Flask:
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
     coalescer = Coalescer(
-        client.infer_one, config.chunk_rows, 2 * config.deadline_s + 1, config.retry_after_s
+        lambda schema, batch, timeout: client.infer(schema, batch, batch.n_rows, timeout),
+        config.chunk_rows,
+        config.deadline_s,
+        config.retry_after_s,
     )
     openapi_body = orjson.dumps(OPENAPI)
     budget = memory.Budget(config.memory_budget_bytes, config.retry_after_s)
@@ -102,7 +103,7 @@ def create_app(config: Config | None = None) -> Flask:
             body = _read_body(config.max_body_bytes)
             values = _count_values(body, config)
             reservation.resize(memory.estimate(len(body), values))
-            return _json(_predict(client, coalescer, config, body))
+            return _json(_score(client, coalescer, config, body))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -170,38 +171,26 @@ def _count_values(body: bytes, config: Config) -> int:
     return values
 
 
-def _predict(
+def _score(
     client: InferenceClient, coalescer: Coalescer, config: Config, body: bytes
 ) -> list[dict[str, Any]]:
-    """Score a body: piece by piece when it is a large plain array, else decoded whole."""
-    split = split_rows(body, config.chunk_rows) if len(body) > _STREAM_MIN_BYTES else None
-    if split is not None and split[1] <= config.max_rows:
-        try:
-            return _score_pieces(client, config, split[0])
-        except _PieceError:
-            pass  # not splittable after all: the whole body decides
-    rows = parse_body(body)
-    if len(rows) > config.max_rows:
-        raise ApiError(413, f"{len(rows)} rows in one request; the limit is {config.max_rows}")
-    return _score(client, coalescer, config, rows)
-
-
-def _score(
-    client: InferenceClient, coalescer: Coalescer, config: Config, rows: list[Any]
-) -> list[dict[str, Any]]:
-    """Convert and score rows; convert again once if the model's inputs changed."""
-    schema = client.schema()
+    """Convert and score a body; convert again once if the model's inputs changed."""
     try:
-        probability, label = _infer(client, coalescer, config, schema, rows)
+        schema = client.schema()
+    except ApiError:
+        parse_body(body)  # a malformed body is the client's fault first: its 400 wins
+        raise
+    try:
+        probability, label = _infer(client, coalescer, config, schema, body)
     except StaleSchemaError as exc:
         fresh = client.schema(refresh=True)
         if fresh == schema:
             raise ApiError(502, f"inference server rejected the request: {exc}") from None
         try:
-            probability, label = _infer(client, coalescer, config, fresh, rows)
+            probability, label = _infer(client, coalescer, config, fresh, body)
         except StaleSchemaError as again:
             raise ApiError(502, f"inference server rejected the request: {again}") from None
-    metrics.observe_rows(len(rows))
+    metrics.observe_rows(len(label))
     return [
         {"class": c, "probability": p}
         for c, p in zip(label.tolist(), probability.tolist(), strict=True)
@@ -213,93 +202,40 @@ def _infer(
     coalescer: Coalescer,
     config: Config,
     schema: ModelSchema,
-    rows: list[Any],
+    body: bytes,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Score rows: small requests merged with concurrent ones, one call, or chunks."""
-    if len(rows) <= _COALESCE_MAX_ROWS:
-        return coalescer.infer(schema, _convert(config, schema, rows, 0))
-    if len(rows) <= config.chunk_rows:
-        return client.infer_one(schema, _convert(config, schema, rows, 0))
-    return client.infer(schema, _chunks(config, schema, _slices(config, rows)))
+    """Score a body: small requests merged with concurrent ones, large ones in chunks."""
+    batch = _convert(config, schema, body)
+    if batch.n_rows <= _COALESCE_MAX_ROWS:
+        return coalescer.infer(schema, batch)
+    return client.infer(schema, batch, config.chunk_rows)
 
 
-def _score_pieces(
-    client: InferenceClient, config: Config, pieces: list[bytes]
-) -> list[dict[str, Any]]:
-    """Parse, convert and send a large array piece by piece (parsing overlaps scoring).
+def _convert(config: Config, schema: ModelSchema, body: bytes) -> Batch:
+    """The body's rows as the columns of ``schema``: typed decode, else value by value.
 
     Raises:
-        _PieceError: a piece is not a JSON array by itself, or the model changed; the
-            caller then handles the whole body the ordinary way.
+        ApiError: 400 for a malformed body or bad values (every one named), 413 for
+            more rows than the limit.
 
     """
-    schema = client.schema()
-    try:
-        probability, label = client.infer(schema, _chunks(config, schema, _parsed(config, pieces)))
-    except StaleSchemaError:
-        raise _PieceError from None
-    metrics.observe_rows(len(label))
-    return [
-        {"class": c, "probability": p}
-        for c, p in zip(label.tolist(), probability.tolist(), strict=True)
-    ]
+    batch = schema.decoder().batch(body, config.max_text_chars)
+    if batch is None:
+        rows = parse_body(body)
+        _check_rows(len(rows), config)
+        batch = rows_to_batch(
+            rows,
+            schema.inputs,
+            max_text_chars=config.max_text_chars,
+            max_errors=config.max_error_details,
+        )
+    _check_rows(batch.n_rows, config)
+    return batch
 
 
-class _PieceError(Exception):
-    """A piece of a split body cannot be handled on its own."""
-
-
-def _parsed(config: Config, pieces: list[bytes]) -> Iterator[tuple[int, list[Any]]]:
-    """Yield ``(offset, rows)`` of each piece, parsed only when needed."""
-    offset = 0
-    for piece in pieces:
-        try:
-            rows = orjson.loads(piece)
-        except orjson.JSONDecodeError:
-            raise _PieceError from None
-        offset += len(rows)
-        if offset > config.max_rows:
-            raise _PieceError
-        yield offset - len(rows), rows
-
-
-def _slices(config: Config, rows: list[Any]) -> Iterator[tuple[int, list[Any]]]:
-    """Yield ``(offset, rows)`` chunks of ``chunk_rows`` rows."""
-    for start in range(0, len(rows), config.chunk_rows):
-        yield start, rows[start : start + config.chunk_rows]
-
-
-def _chunks(
-    config: Config, schema: ModelSchema, chunks: Iterator[tuple[int, list[Any]]]
-) -> Iterator[Batch]:
-    """Yield converted chunks; after a bad one, only collect errors.
-
-    Raises:
-        ApiError: one 400 listing the invalid rows and values of every chunk.
-
-    """
-    errors: list[ApiError] = []
-    for start, chunk in chunks:
-        try:
-            batch = _convert(config, schema, chunk, start)
-        except ApiError as error:
-            errors.append(error)
-            continue
-        if not errors:
-            yield batch
-    if errors:
-        raise merge_invalid(errors, config.max_error_details)
-
-
-def _convert(config: Config, schema: ModelSchema, rows: list[Any], offset: int) -> Batch:
-    """Convert rows to the columns of ``schema``."""
-    return rows_to_batch(
-        rows,
-        schema.inputs,
-        max_text_chars=config.max_text_chars,
-        max_errors=config.max_error_details,
-        row_offset=offset,
-    )
+def _check_rows(n_rows: int, config: Config) -> None:
+    if n_rows > config.max_rows:
+        raise ApiError(413, f"{n_rows} rows in one request; the limit is {config.max_rows}")
 
 
 def warm_up(app: Flask) -> None:

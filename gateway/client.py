@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -176,46 +175,43 @@ class InferenceClient:
         return schema
 
     def infer(
-        self, schema: ModelSchema, batches: Iterable[Batch]
+        self,
+        schema: ModelSchema,
+        batch: Batch,
+        chunk_rows: int,
+        timeout_s: float | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-        """Score batches converted with ``schema``, in order, under one deadline.
+        """Score a batch converted with ``schema``, ``chunk_rows`` rows per ModelInfer call.
 
-        Each batch is sent as soon as the iterable yields it, so converting the next
-        chunk of a large request overlaps with scoring the previous one. A single batch
-        is sent with a plain blocking call (the lowest overhead for one row).
+        The calls go out together (the server scores them concurrently) under one deadline:
+        ``timeout_s`` from now, or the configured deadline. One call is a plain blocking
+        call (the lowest overhead for one row).
 
         Raises:
             StaleSchemaError: the server rejected the request as not matching its model.
             ApiError: 503/504 when the server is unavailable or too slow, 502 when its
-                answer is unusable; any error raised by ``batches`` itself.
+                answer is unusable.
 
         """
-        deadline = time.monotonic() + self._config.deadline_s
+        deadline = time.monotonic() + (self._config.deadline_s if timeout_s is None else timeout_s)
+        n = batch.n_rows
+        ranges = [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
         calls: list[Any] = []
-        sizes: list[int] = []
         try:
-            for batch in batches:
-                request = encode_request(schema, batch, 0, batch.n_rows)
-                calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
-                sizes.append(batch.n_rows)
-            responses = [call.result() for call in calls]
+            if len(ranges) == 1:
+                request = encode_request(schema, batch, 0, n)
+                responses = [self._infer(request, timeout=deadline - time.monotonic())]
+            else:
+                for start, stop in ranges:
+                    request = encode_request(schema, batch, start, stop)
+                    calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
+                responses = [call.result() for call in calls]
         except grpc.RpcError as exc:
             raise self._rpc_failure(exc) from None
         finally:
             for call in calls:
                 call.cancel()  # no-op for finished calls; frees the rest after a failure
-        return self._decode(responses, sizes)
-
-    def infer_one(
-        self, schema: ModelSchema, batch: Batch
-    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-        """Score one batch with a blocking call (see :meth:`infer`)."""
-        request = encode_request(schema, batch, 0, batch.n_rows)
-        try:
-            response = self._infer(request, timeout=self._config.deadline_s)
-        except grpc.RpcError as exc:
-            raise self._rpc_failure(exc) from None
-        return self._decode([response], [batch.n_rows])
+        return self._decode(responses, [stop - start for start, stop in ranges])
 
     @staticmethod
     def _decode(

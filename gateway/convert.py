@@ -1,21 +1,18 @@
-"""JSON request bodies to typed input columns, column by column with numpy.
+"""JSON rows to typed input columns, value by value: the path that names every bad value.
 
-The body is one object (a row) or an array of objects. Each model input becomes one
-column: FP64 inputs a float64 array (missing -> NaN), BYTES inputs a list of UTF-8
-strings (missing -> ``b""``; the inference server cleans text). Keys that are not
-model inputs are ignored; an absent key is a missing value.
-
-Speed matters (10,000 rows in one call): rows are read with one C-level
-``itemgetter`` per row, transposed with ``zip``, and each numeric column is parsed in
-one go (the common all-strings case by a single ``orjson`` parse of the joined
-column). Only a column that fails a fast path is walked value by value, which is
-also what finds and names every bad value.
+The typed decode (``gateway.decode``) takes regular bodies in one compiled step; this
+module takes the rest: rows with absent keys, values of another type, spellings the
+typed decode does not know, and bad values, which it names by row and field. Each model
+input becomes one column: FP64/FP32 inputs a float64 array (missing -> NaN), BYTES
+inputs a list of UTF-8 strings (missing -> ``b""``; the inference server cleans text).
+Keys that are not model inputs are ignored; an absent key is a missing value. A numeric
+column is still parsed in one go when it can be (all strings: one ``orjson`` parse of
+the joined column; numbers: numpy), and walked value by value only when that fails.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -33,6 +30,8 @@ FP32 = "FP32"
 BYTES = "BYTES"
 NUMERIC_TYPES = frozenset({FP64, FP32})
 """Datatypes filled from numbers (sent as little-endian raw contents)."""
+FP32_MAX = float(np.finfo(np.float32).max)
+"""Largest magnitude an FP32 input can carry."""
 
 MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 """Text meaning "no value" in a numeric field, any case (the same set cleaning uses)."""
@@ -98,53 +97,14 @@ def parse_body(body: bytes) -> list[Any]:
     return data
 
 
-_SEPARATORS = (b"},{", b"}, {")
-"""How consecutive rows of an array are joined by orjson/JSON.stringify and json.dumps."""
-_SEPARATOR = re.compile(rb"\}, ?\{")
-"""Either separator: one search finds the nearer, so cutting a body is linear in its size."""
-
-
-def split_rows(body: bytes, piece_rows: int) -> tuple[list[bytes], int] | None:
-    """Cut a JSON array of objects into smaller arrays of about ``piece_rows`` rows.
-
-    Returns ``(pieces, estimated_rows)``, or None when the body is not a plain array
-    or has too few rows to split. Cuts are made at ``},{`` (or ``}, {``) found by a
-    byte search, which may also match inside a string or a nested value; such a cut
-    always leaves a piece that is not valid JSON on its own (the parser is inside a
-    string or a deeper bracket there), so a caller that parses every piece and falls
-    back to the whole body on any failure gets exactly the whole body's rows.
-    """
-    start = body.find(b"[")
-    end = body.rfind(b"]")
-    if start < 0 or end < start or body[:start].strip() or body[end + 1 :].strip():
-        return None
-    separators = sum(body.count(separator, start, end) for separator in _SEPARATORS)
-    estimated_rows = separators + 1
-    if estimated_rows <= piece_rows:
-        return None
-    piece_bytes = max(1, (end - start) * piece_rows // estimated_rows)
-    pieces = []
-    position = start + 1
-    while True:
-        cut = _SEPARATOR.search(body, min(position + piece_bytes, end), end)
-        if cut is None:
-            pieces.append(b"[" + body[position:end] + b"]")
-            return pieces, estimated_rows
-        pieces.append(b"[" + body[position : cut.start() + 1] + b"]")
-        position = cut.end() - 1  # at the "{" opening the next row
-
-
 def rows_to_batch(
     rows: Sequence[Any],
     inputs: Sequence[InputSpec],
     *,
     max_text_chars: int = 1024,
     max_errors: int = 100,
-    row_offset: int = 0,
 ) -> Batch:
     """Convert rows (JSON objects) into one column per input.
-
-    ``row_offset`` is added to the row numbers of errors (``rows`` is then a slice).
 
     Raises:
         ApiError: 400 naming every bad row or value (the first ``max_errors`` of them,
@@ -154,19 +114,18 @@ def rows_to_batch(
             ``max_text_chars``.
 
     """
-    if len(rows) <= SMALL_BATCH:
-        small = _small_batch(rows, inputs, max_text_chars)
-        if small is not None:
-            return small
     names = [spec.name for spec in inputs]
-    values = _read_rows(rows, names, max_errors, row_offset)
+    values = _read_rows(rows, names, max_errors)
     columns: list[NDArray[np.float64] | list[bytes]] = []
     errors: list[tuple[int, int, dict[str, Any]]] = []
     n_bad = 0
     for position, (spec, column) in enumerate(zip(inputs, values, strict=True)):
         found: list[tuple[int, dict[str, Any]]] = []
         if spec.datatype in NUMERIC_TYPES:
-            columns.append(numeric_column(column, spec.name, found))
+            parsed = numeric_column(column, spec.name, found)
+            if spec.datatype == FP32:
+                _refuse_beyond_fp32(parsed, column, spec.name, found)
+            columns.append(parsed)
         else:
             columns.append(text_column(column, spec.name, found, max_text_chars))
         n_bad += len(found)
@@ -174,81 +133,18 @@ def rows_to_batch(
     if errors:
         errors.sort(key=lambda error: (error[0], error[1]))
         details = [item for _, _, item in errors[:max_errors]]
-        for item in details:
-            item["row"] += row_offset
         raise invalid_input("value", details, n_bad, max_errors)
     return Batch(len(rows), tuple(columns))
 
 
-SMALL_BATCH = 32
-"""Up to this many rows, all numeric values are parsed in one go, row-major."""
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where the numeric and text inputs are, and getters reading them from a row."""
-
-    numeric: tuple[int, ...]
-    text: tuple[int, ...]
-    numeric_getter: Callable[[Any], tuple[Any, ...]]
-    text_getter: Callable[[Any], tuple[Any, ...]]
-
-
-_layout_cache: tuple[Sequence[InputSpec], _Layout] | None = None
-
-
-def _layout(inputs: Sequence[InputSpec]) -> _Layout:
-    """The layout of ``inputs`` (cached for the last input list seen, by identity)."""
-    global _layout_cache  # noqa: PLW0603 - a one-entry cache; replacing it is atomic
-    cached = _layout_cache
-    if cached is not None and cached[0] is inputs:
-        return cached[1]
-    numeric = tuple(i for i, spec in enumerate(inputs) if spec.datatype in NUMERIC_TYPES)
-    text = tuple(i for i in range(len(inputs)) if i not in numeric)
-    layout = _Layout(
-        numeric,
-        text,
-        _getter([inputs[i].name for i in numeric]),
-        _getter([inputs[i].name for i in text]),
-    )
-    _layout_cache = (inputs, layout)
-    return layout
-
-
-def _small_batch(
-    rows: Sequence[Any], inputs: Sequence[InputSpec], max_text_chars: int
-) -> Batch | None:
-    """Convert a few well-formed rows with one parse of all their numbers, else None.
-
-    Any irregularity (an absent key, a non-object row, a value the fast paths refuse)
-    returns None: the column-wise path then converts the rows and names every error.
-    """
-    layout = _layout(inputs)
-    try:
-        numbers = list(map(layout.numeric_getter, rows))
-        texts = list(map(layout.text_getter, rows))
-    except (KeyError, TypeError):
-        return None
-    flat = numbers[0] if len(rows) == 1 else tuple(chain.from_iterable(numbers))
-    parsed = _strings_fast(flat) if flat else np.empty(0)
-    if parsed is None:
-        parsed = _mixed_fast(flat)
-        if parsed is None:
-            return None
-    matrix = parsed.reshape(len(rows), len(layout.numeric))
-    columns: list[NDArray[np.float64] | list[bytes]] = [b""] * len(inputs)  # type: ignore[list-item]
-    for j, position in enumerate(layout.numeric):
-        columns[position] = matrix[:, j]
-    for j, position in enumerate(layout.text):
-        values = [row[j] for row in texts]
-        try:
-            encoded = list(map(str.encode, values))
-        except (TypeError, UnicodeEncodeError):
-            return None
-        if max(map(len, values)) > max_text_chars:
-            return None
-        columns[position] = encoded
-    return Batch(len(rows), tuple(columns))
+def _refuse_beyond_fp32(
+    parsed: NDArray[np.float64], column: Sequence[Any], name: str, errors: list[Any]
+) -> None:
+    """Name every value of an FP32 input beyond float32's range (it would be sent as inf)."""
+    for row in np.flatnonzero(np.abs(parsed) > FP32_MAX).tolist():
+        errors.append((row, detail(row, name, column[row], "number out of range for float32")))
+        parsed[row] = math.nan
+    errors.sort(key=lambda error: error[0])
 
 
 def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -267,9 +163,7 @@ def _no_getter(row: Any) -> tuple[Any, ...]:
     return ()
 
 
-def _read_rows(
-    rows: Sequence[Any], names: list[str], max_errors: int, offset: int
-) -> list[tuple[Any, ...]]:
+def _read_rows(rows: Sequence[Any], names: list[str], max_errors: int) -> list[tuple[Any, ...]]:
     """Transpose rows into one tuple of raw values per name; 400 for bad rows."""
     getter = _getter(names)
     try:
@@ -281,9 +175,9 @@ def _read_rows(
         for i, row in enumerate(rows):
             if type(row) is not dict:
                 reason = f"row must be a JSON object, got {_json_type(row)}"
-                bad.append(detail(offset + i, None, row, reason))
+                bad.append(detail(i, None, row, reason))
             elif wanted.isdisjoint(row):
-                bad.append(detail(offset + i, None, row, "row holds none of the model's inputs"))
+                bad.append(detail(i, None, row, "row holds none of the model's inputs"))
             else:
                 table.append(tuple(map(row.get, names)))
         if bad:

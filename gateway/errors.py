@@ -81,14 +81,6 @@ def invalid_input(kind: str, details: list[dict[str, Any]], count: int, cap: int
     return ApiError(400, message, details[:cap], count=count)
 
 
-def merge_invalid(errors: list[ApiError], cap: int) -> ApiError:
-    """Combine the 400s of consecutive chunks of one request into one."""
-    kinds = {error.message.split(" ")[2].rstrip("s(") for error in errors}
-    kind = kinds.pop() if len(kinds) == 1 else "row or value"
-    details = [item for error in errors for item in error.details]
-    return invalid_input(kind, details, sum(error.count for error in errors), cap)
-
-
 def unavailable(message: str, retry_after_s: int) -> ApiError:
     """Build a 503 error with ``Retry-After``."""
     return ApiError(503, message, [], {"Retry-After": str(retry_after_s)})

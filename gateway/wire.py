@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.convert import BYTES, FP32, FP64, Batch, InputSpec
+from gateway.decode import RowDecoder
 from proto import inference_pb2 as pb
 
 PROBABILITY = "probability"
@@ -47,6 +48,13 @@ class ModelSchema:
     version: str
     inputs: tuple[InputSpec, ...]
     _prefixes: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
+    _decoders: list[RowDecoder] = field(default_factory=list, compare=False, repr=False)
+
+    def decoder(self) -> RowDecoder:
+        """The compiled typed decoder of these inputs (built on first use)."""
+        if not self._decoders:
+            self._decoders.append(RowDecoder(self.inputs))
+        return self._decoders[0]
 
     def prefix(self, n_rows: int) -> bytes:
         """Serialized ModelInferRequest naming the model and every input, shape [n_rows]."""

@@ -1,4 +1,5 @@
-"""JSON bodies -> input columns: the fast paths, every error class, and their agreement."""
+"""JSON bodies -> input columns: the typed decode, the value-by-value path, every error
+class, and their agreement."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from gateway.convert import (
     parse_body,
     parse_number,
     rows_to_batch,
-    split_rows,
     text_column,
 )
+from gateway.decode import RowDecoder
 from gateway.errors import ApiError
 
 SPECS = [
@@ -189,11 +190,6 @@ def test_error_details_are_capped_but_counted() -> None:
     ]
 
 
-def test_row_offset_shifts_reported_rows() -> None:
-    error = error_of([EXERCISE_ROW, {**EXERCISE_ROW, "x0": "bad"}], row_offset=1000)
-    assert error.details[0]["row"] == 1001
-
-
 def test_long_values_are_shortened_in_errors() -> None:
     error = error_of([{**EXERCISE_ROW, "x0": "9" * 5000 + "x"}])
     assert error.details[0]["value"].endswith("... (5001 chars)")
@@ -322,15 +318,15 @@ def test_ten_thousand_string_rows_convert_and_match() -> None:
     assert np.array_equal(batch.columns[2], expected_x2, equal_nan=True)
 
 
-def test_small_and_column_wise_paths_agree() -> None:
+def test_one_row_and_many_rows_agree() -> None:
     values = ["1.5", "", "nan", None, 2, -3.25, " 7 ", "1e-3", "NA", "0"]
     rows = [
         {"x0": values[i % 10], "x1": ["a", None, 5][i % 3], "x2": values[(i + 3) % 10], "x3": "4"}
         for i in range(40)
     ]
-    whole = convert(rows)  # 40 rows: column by column
+    whole = convert(rows)  # 40 rows
     for index, row in enumerate(rows):
-        one = convert([row])  # one row: the small-batch path (or its fallback)
+        one = convert([row])
         for got, expected in zip(one.columns, whole.columns, strict=True):
             if isinstance(expected, np.ndarray):
                 assert np.array_equal(got, expected[index : index + 1], equal_nan=True)
@@ -338,59 +334,73 @@ def test_small_and_column_wise_paths_agree() -> None:
                 assert got == expected[index : index + 1]
 
 
-def test_small_batch_of_exercise_rows_is_row_major_correct() -> None:
+def test_rows_of_exercise_strings_convert_in_row_order() -> None:
     rows = [{**EXERCISE_ROW, "x2": str(i), "x0": "" if i == 0 else "1"} for i in range(5)]
     x0, _, x2, _ = convert(rows).columns
     assert x2.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]  # type: ignore[union-attr]
     assert math.isnan(x0[0])  # type: ignore[arg-type]
 
 
-# ---- splitting large arrays -------------------------------------------------------------------
+# ---- the typed decode agrees with the value-by-value path, or declines ----------------------
+
+DECODER = RowDecoder(SPECS)
 
 
-def _pieces_rows(body: bytes, piece_rows: int) -> list[object] | None:
-    """Rows of every piece, or None when a piece is not valid JSON by itself."""
-    split = split_rows(body, piece_rows)
-    assert split is not None
-    rows: list[object] = []
-    for piece in split[0]:
-        try:
-            rows.extend(orjson.loads(piece))
-        except orjson.JSONDecodeError:
-            return None
-    return rows
+def same_batch(body: bytes) -> None:
+    """The typed decode of ``body`` equals what the value-by-value path makes of it."""
+    typed = DECODER.batch(body, 1024)
+    assert typed is not None, body[:200]
+    slow = rows_to_batch(parse_body(body), SPECS)
+    assert typed.n_rows == slow.n_rows
+    for got, expected in zip(typed.columns, slow.columns, strict=True):
+        if isinstance(expected, np.ndarray):
+            assert np.array_equal(got, expected, equal_nan=True)
+        else:
+            assert got == expected
 
 
 @pytest.mark.parametrize("dumps", [orjson.dumps, lambda rows: json.dumps(rows).encode()])
-def test_split_pieces_hold_exactly_the_rows(dumps: Callable[[object], bytes]) -> None:
-    rows = [{**EXERCISE_ROW, "x0": str(i), "x1": None if i % 5 else ""} for i in range(1000)]
-    body = b"  " + dumps(rows) + b"\n"
-    split = split_rows(body, 64)
-    assert split is not None
-    pieces, estimated = split
-    assert estimated == 1000
-    assert 10 < len(pieces) < 25
-    assert _pieces_rows(body, 64) == rows
+def test_the_typed_decode_matches_the_value_by_value_path(dumps: Callable[[object], bytes]) -> None:
+    missing = ["", None, "nan", "NaN"]
+    rows = [
+        {**EXERCISE_ROW, "x0": str(i / 7), "x1": missing[i % 4] if i % 3 else "thu", "x2": i}
+        | ({"x3": missing[i % 4]} if i % 5 == 0 else {})
+        | ({"extra": [1, {"a": "b"}], "x99": "?"} if i % 11 == 0 else {})  # skipped
+        for i in range(300)
+    ]
+    same_batch(dumps(rows))
+    same_batch(dumps(rows[1]))  # one object is one row
+    same_batch(b'  [{"x0": "1e-400", "x1": "a", "x2": -0.0, "x3": 18446744073709551616}]\n')
+    same_batch(b'[{"x0": "1", "x1": "a\\"\\"", "x2": "2", "x3": "3"}]')  # quotes in a text
 
 
 @pytest.mark.parametrize(
-    "tricky",
+    "body",
     [
-        {"x1": "a},{b"},  # a separator inside a string
-        {"x1": 'a"},{"x0": "1'},  # ... with quotes around it
-        {"x0": [{"a": 1}, {"b": 2}]},  # inside a nested value
+        b'[{"x0": "1", "x1": "a", "x2": "2"}]',  # an absent key
+        b'[{"x0": " 1", "x1": "a", "x2": "2", "x3": "3"}]',  # a spelling it does not parse
+        b'[{"x0": "inf", "x1": "a", "x2": "2", "x3": "3"}]',  # infinite
+        b'[{"x0": true, "x1": "a", "x2": "2", "x3": "3"}]',  # another type
+        b'[{"x0": "1", "x1": 5, "x2": "2", "x3": "3"}]',  # a number as text
+        b'[{"x0": "1", "x1": "' + b"a" * 1025 + b'", "x2": "2", "x3": "3"}]',  # too long
+        b'[{"x0": "1", "x1": "\\ud800", "x2": "2", "x3": "3"}]',  # not Unicode
+        b'[{"x0": "", "x1": "a\\"", "x2": "2", "x3": "3"}]',  # "" kept by an escaped quote
+        b'[{"x0": "1", "x1": "a", "x2": "2", "x3": "3", "": 1}]',  # an empty key
+        b"[]",
+        b"[1]",
+        b"{",
     ],
 )
-def test_a_cut_in_the_wrong_place_always_breaks_its_piece(tricky: dict[str, object]) -> None:
-    rows: list[dict[str, object]] = [dict(EXERCISE_ROW) for _ in range(300)]
-    for i in range(0, 300, 7):
-        rows[i] = {**rows[i], **tricky}
-    body = orjson.dumps(rows)
-    for piece_rows in (1, 2, 3, 5, 8):
-        got = _pieces_rows(body, piece_rows)
-        assert got is None or got == rows
+def test_the_typed_decode_declines_what_it_cannot_take_exactly(body: bytes) -> None:
+    assert DECODER.batch(body, 1024) is None
 
 
-@pytest.mark.parametrize("body", [b'{"x0": 1}', b"[1, 2, 3]", b"x[{},{}]", b"[{},{}]x", b"[]"])
-def test_bodies_that_are_not_split(body: bytes) -> None:
-    assert split_rows(body, 1) is None
+def test_fp32_inputs_beyond_float32_are_named() -> None:
+    specs = [InputSpec("x0", "FP32"), InputSpec("x1", "BYTES")]
+    rows = [{"x0": 1.0, "x1": "a"}, {"x0": -1e300, "x1": "a"}, {"x0": "3e38", "x1": "a"}]
+    assert RowDecoder(specs).batch(orjson.dumps(rows), 1024) is None
+    with pytest.raises(ApiError) as refused:
+        rows_to_batch(rows, specs)
+    assert [(d["row"], d["reason"]) for d in refused.value.details] == [
+        (1, "number out of range for float32")
+    ]

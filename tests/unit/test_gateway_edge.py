@@ -1,11 +1,10 @@
 """The gateway's edge pieces: the nginx front's config, JSON HTTP errors, the memory
-budget, and the linear cutting of large bodies."""
+budget."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import orjson
@@ -13,7 +12,6 @@ import pytest
 
 from gateway import memory
 from gateway.config import Config
-from gateway.convert import split_rows
 from gateway.edge import main as edge_main
 from gateway.edge import render
 from gateway.errors import ApiError
@@ -96,15 +94,3 @@ def test_large_requests_trim_memory_when_the_last_one_leaves(
 
 def test_estimate_grows_with_values() -> None:
     assert memory.estimate(1000, 10) == 1000 + 10 * memory.BYTES_PER_VALUE
-
-
-def test_cutting_a_large_body_is_linear_in_its_size() -> None:
-    body = b"[" + b",".join([b'{"x0":1}'] * 1_000_000) + b"]"  # 9 MB, one kind of separator
-    started = time.perf_counter()
-    split = split_rows(body, 64)
-    elapsed = time.perf_counter() - started
-    assert split is not None
-    pieces, estimated = split
-    assert estimated == 1_000_000
-    assert sum(len(orjson.loads(piece)) for piece in pieces) == 1_000_000
-    assert elapsed < 10  # a hang guard: the quadratic search took minutes here

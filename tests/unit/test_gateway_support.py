@@ -13,7 +13,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from gateway import metrics
 from gateway.app import create_app
 from gateway.config import ENV, Config
-from gateway.errors import ApiError, detail, invalid_input, merge_invalid, preview
+from gateway.errors import ApiError, detail, invalid_input, preview
 from gateway.openapi import OPENAPI
 
 
@@ -51,13 +51,11 @@ def test_error_helpers() -> None:
     assert preview({"a": [1, None]}) == '{"a":[1,null]}'
     assert preview(b"raw") == "b'raw'"
     assert detail(3, "x1", "v", "why") == {"row": 3, "field": "x1", "value": "v", "reason": "why"}
-    one = invalid_input("value", [detail(0, "x0", "a", "r")], 1, 100)
-    two = invalid_input("value", [detail(5, "x0", "b", "r"), detail(6, "x0", "c", "r")], 2, 100)
-    merged = merge_invalid([one, two], 2)
-    assert merged.message == "3 invalid values (first 2 listed)"
-    assert [d["row"] for d in merged.details] == [0, 5]
-    rows = invalid_input("row", [detail(9, None, 1, "r")], 1, 100)
-    assert merge_invalid([one, rows], 10).message == "2 invalid row or values"
+    three = [detail(0, "x0", "a", "r"), detail(5, "x0", "b", "r"), detail(6, "x0", "c", "r")]
+    capped = invalid_input("value", three, 3, 2)
+    assert capped.message == "3 invalid values (first 2 listed)"
+    assert [d["row"] for d in capped.details] == [0, 5]
+    assert invalid_input("row", three[:1], 1, 100).message == "1 invalid row"
     error = ApiError(503, "down", headers={"Retry-After": "1"})
     assert str(error) == "down"
     assert error.body() == {"error": "down", "details": []}

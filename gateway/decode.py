@@ -1,0 +1,91 @@
+"""The typed decode of a request body: one compiled msgspec decoder per model schema.
+
+Built from the model's inputs as ModelMetadata declares them (a new bundle needs no
+gateway change), it turns a body straight into typed rows in C: numeric inputs as
+floats (numeric strings accepted, ``null`` and the ``"nan"`` spellings are missing),
+text inputs as strings, keys that are not inputs skipped. ``""`` means missing in every
+column, so it is rewritten to ``null`` on the bytes first, unless the body holds an
+escaped quote (only then could ``""`` be part of a longer string); an empty key
+rewritten that way is no longer valid JSON, so its body takes the other path.
+
+Anything irregular, an absent key, a value of another type, ``inf``, a number beyond an
+FP32 input's range, a text over the limit, makes :meth:`RowDecoder.batch` return None:
+the caller then converts the body value by value (``gateway.convert``), which accepts
+every valid spelling and names every bad row and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+from msgspec import UNSET, UnsetType
+
+from gateway.convert import FP32, FP32_MAX, NUMERIC_TYPES, Batch, InputSpec
+
+
+class RowDecoder:
+    """Decodes bodies of rows for one list of model inputs (thread-safe)."""
+
+    def __init__(self, inputs: Sequence[InputSpec]) -> None:
+        """Compile the decoder: numeric inputs first, then text, each absent as UNSET."""
+        numeric = [i for i, spec in enumerate(inputs) if spec.datatype in NUMERIC_TYPES]
+        text = [i for i in range(len(inputs)) if i not in set(numeric)]
+        fields = [(f"n{i}", float | None | UnsetType, UNSET) for i in numeric]
+        fields += [(f"t{i}", str | None | UnsetType, UNSET) for i in text]
+        names = {f"{'n' if i in set(numeric) else 't'}{i}": inputs[i].name for i in numeric + text}
+        row = msgspec.defstruct("Row", fields, rename=names, kw_only=True)
+        self._decoder = msgspec.json.Decoder(row | list[row], strict=False)  # type: ignore[valid-type]
+        self._order = numeric + text  # input position of each decoded field
+        self._n_numeric = len(numeric)
+        self._fp32 = [j for j, i in enumerate(numeric) if inputs[i].datatype == FP32]
+        self._n_inputs = len(inputs)
+
+    def batch(self, body: bytes, max_text_chars: int) -> Batch | None:
+        """The body's rows as one column per input, or None when it is not regular."""
+        if b'\\"' not in body:  # then every "" is an empty string (or an empty key)
+            body = body.replace(b'""', b"null")
+        try:
+            data = self._decoder.decode(body)
+        except msgspec.DecodeError:
+            return None
+        rows = data if isinstance(data, list) else [data]
+        if not rows:
+            return None
+        tuples = list(map(msgspec.structs.astuple, rows))
+        numbers = self._numbers(tuples)
+        texts = self._texts(tuples, max_text_chars)
+        if numbers is None or texts is None:
+            return None
+        columns: list[Any] = [None] * self._n_inputs
+        for j, position in enumerate(self._order):
+            columns[position] = numbers[:, j] if j < self._n_numeric else texts[j - self._n_numeric]
+        return Batch(len(rows), tuple(columns))
+
+    def _numbers(self, tuples: list[tuple[Any, ...]]) -> np.ndarray[Any, Any] | None:
+        """The numeric values as a (rows, inputs) float64 matrix, None if irregular."""
+        k = self._n_numeric
+        try:  # None -> NaN; UNSET (an absent key) cannot become a float
+            matrix = np.array([row[:k] for row in tuples], dtype=np.float64).reshape(-1, k)
+        except (TypeError, ValueError):
+            return None
+        if np.isinf(matrix).any():
+            return None
+        if self._fp32 and (np.abs(matrix[:, self._fp32]) > FP32_MAX).any():
+            return None
+        return matrix
+
+    def _texts(self, tuples: list[tuple[Any, ...]], max_chars: int) -> list[list[bytes]] | None:
+        """Each text input as UTF-8 (missing -> ``b""``), None if irregular."""
+        columns = list(zip(*(row[self._n_numeric :] for row in tuples), strict=True))
+        encoded = []
+        for column in columns:
+            if UNSET in column or max(len(v) if v else 0 for v in column) > max_chars:
+                return None
+            try:
+                encoded.append([v.encode() if v else b"" for v in column])
+            except UnicodeEncodeError:  # a lone surrogate
+                return None
+        return encoded
