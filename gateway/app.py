@@ -228,6 +228,7 @@ def _convert(config: Config, schema: ModelSchema, body: bytes) -> Batch:
             schema.inputs,
             max_text_chars=config.max_text_chars,
             max_errors=config.max_error_details,
+            missing=schema.missing_text,
         )
     _check_rows(batch.n_rows, config)
     return batch

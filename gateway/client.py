@@ -28,15 +28,14 @@ from gateway.errors import ApiError, unavailable
 from gateway.wire import ModelSchema, WireError, decode_response, encode_request
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
+from proto.codec import MAX_MESSAGE_BYTES, SERVICE_NAME
 
 log = logging.getLogger("gateway")
-_SERVICE = "inference.GRPCInferenceService"
-_MESSAGE_LIMIT = 64 * 1024 * 1024
 _SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
         {
-            "name": [{"service": _SERVICE}],
+            "name": [{"service": SERVICE_NAME}],
             "retryPolicy": {
                 "maxAttempts": 2,
                 "initialBackoff": "0.05s",
@@ -59,8 +58,8 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),
     ("grpc.dns_min_time_between_resolutions_ms", 5_000),
-    ("grpc.max_send_message_length", _MESSAGE_LIMIT),
-    ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 )
 """Channel arguments (round robin, one retry on UNAVAILABLE, keepalive, fast reconnect)."""
 
@@ -114,7 +113,7 @@ class InferenceClient:
             self._stub = pb_grpc.GRPCInferenceServiceStub(channel)
             # Requests are pre-serialized bytes (see gateway.wire): no request serializer.
             self._infer = channel.unary_unary(
-                f"/{_SERVICE}/ModelInfer",
+                f"/{SERVICE_NAME}/ModelInfer",
                 request_serializer=None,
                 response_deserializer=pb.ModelInferResponse.FromString,
             )

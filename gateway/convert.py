@@ -24,17 +24,15 @@ import orjson
 from numpy.typing import NDArray
 
 from gateway.errors import bad_request, detail, invalid_input
+from proto.codec import FP32, FP64
 
-FP64 = "FP64"
-FP32 = "FP32"
-BYTES = "BYTES"
 NUMERIC_TYPES = frozenset({FP64, FP32})
 """Datatypes filled from numbers (sent as little-endian raw contents)."""
 FP32_MAX = float(np.finfo(np.float32).max)
 """Largest magnitude an FP32 input can carry."""
 
-MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
-"""Text meaning "no value" in a numeric field, any case (the same set cleaning uses)."""
+DEFAULT_MISSING = frozenset({""})
+"""Texts meaning "no value" when the server does not publish its own (ModelMetadata)."""
 
 _NUMBER_BYTES = b"0123456789eE+-.,nul"
 """Every byte a joined column of JSON numbers (and ``null``) may hold."""
@@ -103,6 +101,7 @@ def rows_to_batch(
     *,
     max_text_chars: int = 1024,
     max_errors: int = 100,
+    missing: frozenset[str] = DEFAULT_MISSING,
 ) -> Batch:
     """Convert rows (JSON objects) into one column per input.
 
@@ -122,7 +121,7 @@ def rows_to_batch(
     for position, (spec, column) in enumerate(zip(inputs, values, strict=True)):
         found: list[tuple[int, dict[str, Any]]] = []
         if spec.datatype in NUMERIC_TYPES:
-            parsed = numeric_column(column, spec.name, found)
+            parsed = numeric_column(column, spec.name, found, missing)
             if spec.datatype == FP32:
                 _refuse_beyond_fp32(parsed, column, spec.name, found)
             columns.append(parsed)
@@ -195,36 +194,39 @@ def _single_getter(name: str) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def numeric_column(
-    column: Sequence[Any], name: str, errors: list[tuple[int, dict[str, Any]]]
+    column: Sequence[Any],
+    name: str,
+    errors: list[tuple[int, dict[str, Any]]],
+    missing: frozenset[str] = DEFAULT_MISSING,
 ) -> NDArray[np.float64]:
     """Parse one numeric column into float64 (missing -> NaN); append bad values to errors.
 
     Accepted: JSON numbers, numeric strings (surrounding spaces allowed), and as
-    missing ``null``, ``""`` and the texts of :data:`MISSING_TEXT` in any case.
+    missing ``null`` and the texts of ``missing`` in any case (the server publishes them).
     """
-    parsed = _strings_fast(column)
+    parsed = _strings_fast(column, missing)
     if parsed is None:
         parsed = _mixed_fast(column)
     if parsed is not None:
         return parsed
     out = np.empty(len(column), dtype=np.float64)
     for row, value in enumerate(column):
-        number, reason = parse_number(value)
+        number, reason = parse_number(value, missing)
         out[row] = number
         if reason is not None:
             errors.append((row, detail(row, name, value, reason)))
     return out
 
 
-def _strings_fast(column: Sequence[Any]) -> NDArray[np.float64] | None:
-    """All values strict JSON-number text, ``""`` or ``"nan"``: one orjson parse, else None."""
+def _strings_fast(column: Sequence[Any], missing: frozenset[str]) -> NDArray[np.float64] | None:
+    """All values strict JSON-number text, or ``""``/``"nan"`` when missing: one orjson parse."""
     try:
         text = "," + ",".join(column) + ","
     except TypeError:
         return None
-    if ",," in text:  # "" values; twice for runs of them
+    if ",," in text and "" in missing:  # "" values; twice for runs of them
         text = text.replace(",,", ",null,").replace(",,", ",null,")
-    if ",nan," in text:
+    if ",nan," in text:  # float("nan") is NaN whether or not "nan" is a missing text
         text = text.replace(",nan,", ",null,").replace(",nan,", ",null,")
     raw = text.encode(errors="replace")
     if raw.translate(None, _NUMBER_BYTES):
@@ -252,7 +254,7 @@ def _mixed_fast(column: Sequence[Any]) -> NDArray[np.float64] | None:
     return out
 
 
-def parse_number(value: Any) -> tuple[float, str | None]:
+def parse_number(value: Any, missing: frozenset[str] = DEFAULT_MISSING) -> tuple[float, str | None]:
     """Return ``(number, None)`` for a valid numeric value, ``(nan, reason)`` otherwise."""
     number, reason = math.nan, None
     if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -260,7 +262,7 @@ def parse_number(value: Any) -> tuple[float, str | None]:
             reason = f"expected a number, got {_json_type(value)}"
     elif isinstance(value, str):
         text = value.strip()
-        if text.lower() not in MISSING_TEXT:
+        if text.lower() not in missing:
             try:
                 number = float(text)
             except ValueError:

@@ -23,14 +23,20 @@ import msgspec
 import numpy as np
 from msgspec import UNSET, UnsetType
 
-from gateway.convert import FP32, FP32_MAX, NUMERIC_TYPES, Batch, InputSpec
+from gateway.convert import FP32_MAX, NUMERIC_TYPES, Batch, InputSpec
+from proto.codec import FP32
 
 
 class RowDecoder:
     """Decodes bodies of rows for one list of model inputs (thread-safe)."""
 
-    def __init__(self, inputs: Sequence[InputSpec]) -> None:
-        """Compile the decoder: numeric inputs first, then text, each absent as UNSET."""
+    def __init__(self, inputs: Sequence[InputSpec], missing: frozenset[str]) -> None:
+        """Compile the decoder: numeric inputs first, then text, each absent as UNSET.
+
+        ``missing`` are the texts the server counts as "no value"; ``""`` is rewritten to
+        ``null`` only when it is one of them.
+        """
+        self._empty_is_missing = "" in missing
         numeric = [i for i, spec in enumerate(inputs) if spec.datatype in NUMERIC_TYPES]
         text = [i for i in range(len(inputs)) if i not in set(numeric)]
         fields = [(f"n{i}", float | None | UnsetType, UNSET) for i in numeric]
@@ -45,7 +51,7 @@ class RowDecoder:
 
     def batch(self, body: bytes, max_text_chars: int) -> Batch | None:
         """The body's rows as one column per input, or None when it is not regular."""
-        if b'\\"' not in body:  # then every "" is an empty string (or an empty key)
+        if self._empty_is_missing and b'\\"' not in body:  # every "" is then an empty string
             body = body.replace(b'""', b"null")
         try:
             data = self._decoder.decode(body)

@@ -9,31 +9,30 @@ prefixed by its 4-byte little-endian length (the tritonclient format).
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.convert import BYTES, FP32, FP64, Batch, InputSpec
+from gateway.convert import DEFAULT_MISSING, Batch, InputSpec
 from gateway.decode import RowDecoder
 from proto import inference_pb2 as pb
+from proto.codec import (
+    BYTES,
+    CLASS,
+    FP32,
+    FP64,
+    MISSING_TEXT,
+    NUMPY_DTYPES,
+    PROBABILITY,
+    CodecError,
+    decode_texts,
+    pack_bytes,
+)
 
-PROBABILITY = "probability"
-CLASS = "class"
-_LENGTH = struct.Struct("<I")
 _MAX_PREFIXES = 256
 _RAW_INPUT_TAG = b"\x3a"  # field 7 (raw_input_contents), wire type 2 (length-delimited)
-_NUMERIC_WIRE: dict[str, np.dtype[Any]] = {FP64: np.dtype("<f8"), FP32: np.dtype("<f4")}
-_OUTPUT_DTYPES: dict[str, np.dtype[Any]] = {
-    "FP64": np.dtype("<f8"),
-    "FP32": np.dtype("<f4"),
-    "INT64": np.dtype("<i8"),
-    "INT32": np.dtype("<i4"),
-    "BOOL": np.dtype("?"),
-}
 
 
 class WireError(ValueError):
@@ -47,13 +46,14 @@ class ModelSchema:
     name: str
     version: str
     inputs: tuple[InputSpec, ...]
+    missing_text: frozenset[str] = DEFAULT_MISSING
     _prefixes: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
     _decoders: list[RowDecoder] = field(default_factory=list, compare=False, repr=False)
 
     def decoder(self) -> RowDecoder:
         """The compiled typed decoder of these inputs (built on first use)."""
         if not self._decoders:
-            self._decoders.append(RowDecoder(self.inputs))
+            self._decoders.append(RowDecoder(self.inputs, self.missing_text))
         return self._decoders[0]
 
     def prefix(self, n_rows: int) -> bytes:
@@ -78,7 +78,13 @@ class ModelSchema:
         if not {PROBABILITY, CLASS} <= outputs:
             raise WireError(f"model outputs {sorted(outputs)} lack {PROBABILITY!r}/{CLASS!r}")
         version = metadata.versions[0] if metadata.versions else ""
-        return cls(metadata.name, version, inputs)
+        missing = DEFAULT_MISSING
+        if MISSING_TEXT in metadata.parameters:
+            try:
+                missing = decode_texts(metadata.parameters[MISSING_TEXT].string_param)
+            except CodecError as exc:
+                raise WireError(str(exc)) from None
+        return cls(metadata.name, version, inputs, missing)
 
 
 _SUPPORTED = frozenset({FP64, FP32, BYTES})
@@ -104,21 +110,13 @@ def request_prefix(schema: ModelSchema, n_rows: int) -> bytes:
     return request.SerializeToString()
 
 
-def pack_bytes(values: list[bytes]) -> bytes:
-    """BYTES raw contents: each element prefixed by its 4-byte little-endian length."""
-    parts: list[bytes] = [b""] * (2 * len(values))
-    parts[0::2] = map(_LENGTH.pack, map(len, values))
-    parts[1::2] = values
-    return b"".join(parts)
-
-
 def encode_request(schema: ModelSchema, batch: Batch, start: int, stop: int) -> bytes:
     """Serialize the ModelInferRequest for rows ``start:stop`` of ``batch``."""
     parts = [schema.prefix(stop - start)]
     append = parts.append
     for spec, column in zip(schema.inputs, batch.columns, strict=True):
         if isinstance(column, np.ndarray):
-            raw = column[start:stop].astype(_NUMERIC_WIRE[spec.datatype], copy=False).tobytes()
+            raw = column[start:stop].astype(NUMPY_DTYPES[spec.datatype], copy=False).tobytes()
         else:
             raw = pack_bytes(column[start:stop])
         append(_RAW_INPUT_TAG)
@@ -136,7 +134,7 @@ def decode_response(
     for index, tensor in enumerate(response.outputs):
         if tensor.name not in (PROBABILITY, CLASS):
             continue
-        dtype = _OUTPUT_DTYPES.get(tensor.datatype)
+        dtype = NUMPY_DTYPES.get(tensor.datatype)
         if dtype is None:
             raise WireError(f"output {tensor.name} has unsupported datatype {tensor.datatype}")
         if index < len(raw_contents):

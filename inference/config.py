@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from proto.codec import MAX_MESSAGE_BYTES
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -44,7 +46,7 @@ class Settings:
     log_level: str = "INFO"
     max_request_rows: int = 20_000
     max_text_bytes: int = 4096
-    max_message_bytes: int = 32 * 1024 * 1024
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     reflection: bool = True
 
 

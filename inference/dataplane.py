@@ -16,14 +16,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.batcher import BatchHook, DynamicBatcher, Scores
-from inference.tensors import BYTES, DEFAULT_LIMITS, FP64, INT64, Limits, TensorSpec
+from inference.tensors import DEFAULT_LIMITS, Limits, TensorSpec
+from modeling.cleaning import MISSING_TEXT
 from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
+from proto.codec import BYTES, CLASS, FP64, INT64, PROBABILITY
 
 log = logging.getLogger(__name__)
 
-PROBABILITY = "probability"
-CLASS = "class"
 OUTPUTS = (TensorSpec(PROBABILITY, FP64), TensorSpec(CLASS, INT64))
 """``probability`` is P(y = 1); ``class`` is 1 where it reaches the model's threshold."""
 PLATFORM = "scoring-service-stacked-ensemble"
@@ -48,6 +48,7 @@ class ModelInfo:
     platform: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    missing_text: frozenset[str]
 
 
 class DataPlane:
@@ -70,6 +71,7 @@ class DataPlane:
             platform=PLATFORM,
             inputs=input_specs(),
             outputs=OUTPUTS,
+            missing_text=MISSING_TEXT,
         )
         self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in self.model.inputs}
         self.output_names = tuple(s.name for s in self.model.outputs)

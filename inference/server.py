@@ -26,11 +26,12 @@ from inference import logs
 from inference.config import Settings, load_settings
 from inference.dataplane import DataPlane
 from inference.metrics import Metrics
-from inference.servicer import SERVICE_NAME, InferenceServicer
+from inference.servicer import InferenceServicer
 from inference.tensors import Limits
 from modeling.bundle import BundleError, load_bundle
 from modeling.predictor import Predictor
 from proto import inference_pb2, inference_pb2_grpc
+from proto.codec import SERVICE_NAME
 
 log = logging.getLogger("inference")
 

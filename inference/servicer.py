@@ -19,14 +19,14 @@ import grpc
 from inference.batcher import BatcherClosedError
 from inference.dataplane import DataPlane, ModelNotFoundError
 from inference.metrics import Metrics
-from inference.tensors import TensorError, decode_inputs, encode_outputs, requested_outputs
+from inference.tensors import decode_inputs, encode_outputs, requested_outputs
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
+from proto.codec import MISSING_TEXT, CodecError, encode_texts
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "scoring-service-inference"
-SERVICE_NAME = "inference.GRPCInferenceService"
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ def _server_version() -> str:
 
 def _status(error: Exception) -> grpc.StatusCode:
     """The gRPC status code for an error raised while handling a call."""
-    if isinstance(error, TensorError):
+    if isinstance(error, CodecError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(error, ModelNotFoundError):
         return grpc.StatusCode.NOT_FOUND
@@ -118,7 +118,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(  # noqa: N802
         self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ModelMetadataResponse:
-        """The model's inputs (one per schema column) and outputs."""
+        """The model's inputs (one per schema column), outputs and missing-value texts."""
 
         def handle() -> pb.ModelMetadataResponse:
             model = self._plane.get_model(request.name, request.version)
@@ -131,6 +131,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             ):
                 for spec in specs:
                     field.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
+            response.parameters[MISSING_TEXT].string_param = encode_texts(model.missing_text)
             return response
 
         return self._call("ModelMetadata", context, handle)

@@ -1,6 +1,7 @@
 """Open Inference Protocol tensors <-> numpy columns (the codec, no model knowledge).
 
-Inputs are one-dimensional tensors, one per model input, given either all as
+The layouts themselves (datatypes, BYTES elements) are ``proto.codec``'s, shared with the
+gateway. Inputs are one-dimensional tensors, one per model input, given either all as
 ``raw_input_contents`` (FP64 little-endian; BYTES as elements each prefixed by its
 4-byte little-endian length, as tritonclient sends them) or all as typed ``contents``
 (``fp64_contents`` / ``bytes_contents``). Outputs are always answered as
@@ -10,7 +11,6 @@ names the offending tensor.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from proto import inference_pb2 as pb
+from proto.codec import BYTES, FP64, INT64, NUMPY_DTYPES, CodecError, unpack_bytes
 
-FP64 = "FP64"
-INT64 = "INT64"
-BYTES = "BYTES"
-
-_DTYPES = {FP64: np.dtype("<f8"), INT64: np.dtype("<i8")}
-_LENGTH = struct.Struct("<I")
+_DTYPES = {name: NUMPY_DTYPES[name] for name in (FP64, INT64)}
 
 
 @dataclass(frozen=True)
@@ -48,39 +44,8 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class TensorError(ValueError):
+class TensorError(CodecError):
     """A request that cannot be decoded into columns; the message names the tensor."""
-
-
-def serialize_bytes(values: Iterable[bytes | str]) -> bytes:
-    """Encode BYTES elements as length-prefixed raw contents (the tritonclient format)."""
-    parts: list[bytes] = []
-    for value in values:
-        data = value.encode("utf-8") if isinstance(value, str) else value
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
-
-
-def deserialize_bytes(raw: bytes, count: int, name: str) -> NDArray[np.object_]:
-    """Decode ``count`` length-prefixed BYTES elements; raise TensorError when malformed."""
-    out = np.empty(count, dtype=object)
-    unpack = _LENGTH.unpack_from
-    end = len(raw)
-    offset = 0
-    for i in range(count):
-        if offset + 4 > end:
-            raise TensorError(f"input {name}: raw BYTES contents end after {i} of {count} elements")
-        (length,) = unpack(raw, offset)
-        offset += 4
-        stop = offset + length
-        if stop > end:
-            raise TensorError(f"input {name}: raw BYTES element {i} is truncated")
-        out[i] = raw[offset:stop]
-        offset = stop
-    if offset != end:
-        raise TensorError(f"input {name}: raw BYTES contents hold more than {count} elements")
-    return out
 
 
 def _spec(
@@ -110,7 +75,7 @@ def _rows(tensor: pb.ModelInferRequest.InferInputTensor, max_rows: int) -> int:
 
 def _decode_raw(spec: TensorSpec, raw: bytes, rows: int) -> NDArray[Any]:
     if spec.datatype == BYTES:
-        return deserialize_bytes(raw, rows, spec.name)
+        return unpack_bytes(raw, rows, spec.name)
     dtype = _DTYPES[spec.datatype]
     if len(raw) != rows * dtype.itemsize:
         raise TensorError(

@@ -36,9 +36,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from numpy.typing import NDArray
 
-from inference.tensors import serialize_bytes
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from proto import inference_pb2 as pb
+from proto.codec import pack_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 START_INFERENCE = REPO / "bin" / "start-inference"
@@ -168,7 +168,7 @@ def infer_request(
         if raw and name in numeric:
             request.raw_input_contents.append(np.asarray(values, "<f8").tobytes())
         elif raw:
-            request.raw_input_contents.append(serialize_bytes(values))  # type: ignore[arg-type]
+            request.raw_input_contents.append(pack_bytes(values))  # type: ignore[arg-type]
         elif name in numeric:
             tensor.contents.fp64_contents.extend(values)  # type: ignore[arg-type]
         else:

@@ -32,9 +32,10 @@ from gateway.convert import (
 )
 from gateway.errors import ApiError
 from gateway.wire import ModelSchema, encode_request
-from inference.tensors import deserialize_bytes  # the server's own decoder
+from modeling.cleaning import MISSING_TEXT as MISSING  # what the server publishes
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from proto import inference_pb2 as pb
+from proto.codec import unpack_bytes  # what the server decodes with
 
 FP32_MAX = float(np.finfo(np.float32).max)
 FP32_RANGE = "number out of range for float32"  # the reason once the FP32 bug is fixed
@@ -47,6 +48,7 @@ REAL = ModelSchema(
     "real",
     "1",
     tuple(InputSpec(c, "FP64" if c in NUMERIC_COLUMNS else "BYTES") for c in COLUMNS),
+    MISSING,
 )
 # A small mixed schema (FP32 too) so that full rows and many rows are cheap.
 SMALL = ModelSchema(
@@ -59,6 +61,7 @@ SMALL = ModelSchema(
         InputSpec("x3", "FP64"),
         InputSpec("x12", "BYTES"),
     ),
+    MISSING,
 )
 
 
@@ -159,7 +162,9 @@ def check_contract_error(error: ApiError, n_rows: int, schema: ModelSchema) -> N
 
 
 def convert(rows: list[Any], schema: ModelSchema) -> Batch:
-    return rows_to_batch(rows, schema.inputs, max_text_chars=MAX_TEXT, max_errors=MAX_ERRORS)
+    return rows_to_batch(
+        rows, schema.inputs, max_text_chars=MAX_TEXT, max_errors=MAX_ERRORS, missing=MISSING
+    )
 
 
 def expected_column(rows: list[dict[str, Any]], spec: InputSpec) -> list[Any]:
@@ -167,7 +172,7 @@ def expected_column(rows: list[dict[str, Any]], spec: InputSpec) -> list[Any]:
     values = [row.get(spec.name) for row in rows]
     if spec.datatype == "BYTES":
         return [encode_text(value, MAX_TEXT)[0] for value in values]
-    return [parse_number(value)[0] for value in values]
+    return [parse_number(value, MISSING)[0] for value in values]
 
 
 def check_batch(batch: Batch, rows: list[dict[str, Any]], schema: ModelSchema) -> None:
@@ -195,7 +200,7 @@ def check_batch(batch: Batch, rows: list[dict[str, Any]], schema: ModelSchema) -
         assert list(tensor.shape) == [n]
         assert tensor.datatype == spec.datatype
         if spec.datatype == "BYTES":
-            assert len(deserialize_bytes(raw, n, spec.name)) == n  # raises unless exactly n
+            assert len(unpack_bytes(raw, n, spec.name)) == n  # raises unless exactly n
         else:
             assert len(raw) == n * (8 if spec.datatype == "FP64" else 4)
 
@@ -271,9 +276,9 @@ def test_any_value_in_any_column_converts_exactly_or_is_named(rows: list[dict[st
                     assert encode_text(value, MAX_TEXT)[1] == item["reason"]
                 elif item["reason"] == FP32_RANGE:
                     assert spec.datatype == "FP32"
-                    assert abs(parse_number(value)[0]) > FP32_MAX
+                    assert abs(parse_number(value, MISSING)[0]) > FP32_MAX
                 else:
-                    assert parse_number(value)[1] == item["reason"]
+                    assert parse_number(value, MISSING)[1] == item["reason"]
         return
     # Accepted: every value is one the value-by-value parsers accept, and converts alike.
     for row in rows:
@@ -281,7 +286,7 @@ def test_any_value_in_any_column_converts_exactly_or_is_named(rows: list[dict[st
         for spec in SMALL.inputs:
             value = row.get(spec.name)
             parse = encode_text(value, MAX_TEXT) if spec.datatype == "BYTES" else None
-            assert (parse or parse_number(value))[1] is None
+            assert (parse or parse_number(value, MISSING))[1] is None
     check_batch(batch, rows, SMALL)
 
 

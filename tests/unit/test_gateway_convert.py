@@ -22,6 +22,7 @@ from gateway.convert import (
 )
 from gateway.decode import RowDecoder
 from gateway.errors import ApiError
+from modeling.cleaning import MISSING_TEXT as MISSING  # what the server publishes
 
 SPECS = [
     InputSpec("x0", "FP64"),
@@ -38,7 +39,7 @@ EXERCISE_ROW = {
 
 
 def convert(rows: list[object], **kwargs: int):  # type: ignore[no-untyped-def]
-    return rows_to_batch(rows, SPECS, **kwargs)
+    return rows_to_batch(rows, SPECS, missing=MISSING, **kwargs)
 
 
 def error_of(rows: list[object], **kwargs: int) -> ApiError:
@@ -282,8 +283,8 @@ COLUMN_CASES = [
 @pytest.mark.parametrize("column", COLUMN_CASES)
 def test_fast_paths_match_parse_number(column: list[object]) -> None:
     errors: list[tuple[int, dict[str, object]]] = []
-    got = numeric_column(tuple(column), "x0", errors)
-    expected = [parse_number(v)[0] for v in column]
+    got = numeric_column(tuple(column), "x0", errors, MISSING)
+    expected = [parse_number(v, MISSING)[0] for v in column]
     assert errors == []
     assert np.array_equal(got, np.array(expected), equal_nan=True)
 
@@ -343,14 +344,14 @@ def test_rows_of_exercise_strings_convert_in_row_order() -> None:
 
 # ---- the typed decode agrees with the value-by-value path, or declines ----------------------
 
-DECODER = RowDecoder(SPECS)
+DECODER = RowDecoder(SPECS, MISSING)
 
 
 def same_batch(body: bytes) -> None:
     """The typed decode of ``body`` equals what the value-by-value path makes of it."""
     typed = DECODER.batch(body, 1024)
     assert typed is not None, body[:200]
-    slow = rows_to_batch(parse_body(body), SPECS)
+    slow = rows_to_batch(parse_body(body), SPECS, missing=MISSING)
     assert typed.n_rows == slow.n_rows
     for got, expected in zip(typed.columns, slow.columns, strict=True):
         if isinstance(expected, np.ndarray):
@@ -398,9 +399,19 @@ def test_the_typed_decode_declines_what_it_cannot_take_exactly(body: bytes) -> N
 def test_fp32_inputs_beyond_float32_are_named() -> None:
     specs = [InputSpec("x0", "FP32"), InputSpec("x1", "BYTES")]
     rows = [{"x0": 1.0, "x1": "a"}, {"x0": -1e300, "x1": "a"}, {"x0": "3e38", "x1": "a"}]
-    assert RowDecoder(specs).batch(orjson.dumps(rows), 1024) is None
+    assert RowDecoder(specs, MISSING).batch(orjson.dumps(rows), 1024) is None
     with pytest.raises(ApiError) as refused:
         rows_to_batch(rows, specs)
     assert [(d["row"], d["reason"]) for d in refused.value.details] == [
         (1, "number out of range for float32")
     ]
+
+
+def test_missing_texts_are_the_servers() -> None:
+    only_empty = frozenset({""})
+    with pytest.raises(ApiError):
+        rows_to_batch([{"x0": "NA"}], SPECS[:1], missing=only_empty)
+    assert math.isnan(rows_to_batch([{"x0": "NA"}], SPECS[:1], missing=MISSING).columns[0][0])
+    body = b'[{"x0": "", "x1": "a", "x2": "1", "x3": "2"}]'
+    assert RowDecoder(SPECS, frozenset({"nan"})).batch(body, 1024) is None  # "" not missing
+    assert RowDecoder(SPECS, MISSING).batch(body, 1024) is not None

@@ -11,11 +11,10 @@ from gateway.wire import (
     WireError,
     decode_response,
     encode_request,
-    pack_bytes,
     request_prefix,
 )
-from inference.tensors import deserialize_bytes  # the server's own decoder
 from proto import inference_pb2 as pb
+from proto.codec import pack_bytes, unpack_bytes  # the server decodes with unpack_bytes
 
 SCHEMA = ModelSchema(
     "demo", "v1", (InputSpec("x0", "FP64"), InputSpec("x1", "BYTES"), InputSpec("x2", "FP32"))
@@ -38,7 +37,7 @@ def test_request_round_trips_through_protobuf() -> None:
     ]
     raw0, raw1, raw2 = request.raw_input_contents
     assert np.array_equal(np.frombuffer(raw0, "<f8"), x0[10:260])
-    assert deserialize_bytes(raw1, 250, "x1").tolist() == x1[10:260]
+    assert unpack_bytes(raw1, 250, "x1").tolist() == x1[10:260]
     assert np.array_equal(np.frombuffer(raw2, "<f4"), x2[10:260].astype("<f4"))
 
 

@@ -13,10 +13,12 @@ from inference.dataplane import DataPlane
 from inference.metrics import Metrics
 from inference.servicer import SERVER_NAME, InferenceServicer
 from modeling.bundle import load_bundle
+from modeling.cleaning import MISSING_TEXT as CLEANING_MISSING
 from modeling.predictor import Prediction, Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.synthetic import synthetic_table
 from proto import inference_pb2 as pb
+from proto.codec import MISSING_TEXT, decode_texts
 from tests.integration.conftest import infer_request, oip_columns
 
 
@@ -106,6 +108,8 @@ def test_model_metadata_lists_the_schema(servicer: InferenceServicer, predictor:
         ("probability", "FP64", [-1]),
         ("class", "INT64", [-1]),
     ]
+    # the texts cleaning counts as missing, published once for every client (the gateway)
+    assert decode_texts(reply.parameters[MISSING_TEXT].string_param) == CLEANING_MISSING
 
 
 @pytest.mark.parametrize(("name", "version"), [("nope", ""), (None, "0")])

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tritonclient.utils import serialize_byte_tensor
 
 from inference.tensors import (
-    BYTES,
-    FP64,
-    INT64,
     Limits,
     TensorError,
     TensorSpec,
     decode_inputs,
-    deserialize_bytes,
     encode_outputs,
     requested_outputs,
-    serialize_bytes,
 )
 from proto import inference_pb2 as pb
+from proto.codec import BYTES, FP64, INT64, pack_bytes
 
 SPECS = {"a": TensorSpec("a", FP64), "b": TensorSpec("b", BYTES), "c": TensorSpec("c", FP64)}
 A = np.array([1.5, np.nan, -3.25])
@@ -31,7 +26,7 @@ def raw_request(a=A, b=B) -> pb.ModelInferRequest:
     request.inputs.add(name="a", datatype=FP64, shape=[len(a)])
     request.raw_input_contents.append(np.asarray(a, "<f8").tobytes())
     request.inputs.add(name="b", datatype=BYTES, shape=[len(b)])
-    request.raw_input_contents.append(serialize_bytes(b))
+    request.raw_input_contents.append(pack_bytes(b))
     return request
 
 
@@ -40,29 +35,6 @@ def typed_request(a=A, b=B) -> pb.ModelInferRequest:
     request.inputs.add(name="a", datatype=FP64, shape=[len(a)]).contents.fp64_contents.extend(a)
     request.inputs.add(name="b", datatype=BYTES, shape=[len(b)]).contents.bytes_contents.extend(b)
     return request
-
-
-def test_bytes_round_trip_and_tritonclient_format() -> None:
-    values = [b"", b"x", "\u00e9t\u00e9".encode(), b"\x00\xff" * 300]
-    ours = serialize_bytes(values)
-    assert ours == serialize_byte_tensor(np.array(values, dtype=object)).item()
-    assert list(deserialize_bytes(ours, len(values), "t")) == values
-    assert serialize_bytes(["wed"]) == b"\x03\x00\x00\x00wed"
-
-
-@pytest.mark.parametrize(
-    ("raw", "count", "reason"),
-    [
-        (b"\x03\x00\x00", 1, "end after 0 of 1"),
-        (b"\x05\x00\x00\x00abc", 1, "element 0 is truncated"),
-        (b"\x01\x00\x00\x00ab", 1, "more than 1"),
-        (b"\x01\x00\x00\x00a", 2, "end after 1 of 2"),
-    ],
-)
-def test_malformed_raw_bytes_are_refused(raw: bytes, count: int, reason: str) -> None:
-    with pytest.raises(TensorError, match=reason) as error:
-        deserialize_bytes(raw, count, "x54")
-    assert "x54" in str(error.value)
 
 
 @pytest.mark.parametrize("build", [raw_request, typed_request])
