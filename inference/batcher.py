@@ -16,28 +16,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.predictor import Prediction
-
 log = logging.getLogger(__name__)
 
 Columns = Mapping[str, NDArray[Any]]
-PredictFn = Callable[[Columns, int], Prediction]
-BatchHook = Callable[[Prediction, int, float], None]
-"""Called after every model call with the prediction, its request count and seconds."""
-
-
-@dataclass(frozen=True)
-class Scores:
-    """One request's share of a model call, in its row order."""
-
-    probability: NDArray[np.float64]
-    label: NDArray[np.int64]
+Outputs = dict[str, NDArray[Any]]
+"""A model call's outputs by name, each one value per row."""
+PredictFn = Callable[[Columns, int], Outputs]
+BatchHook = Callable[[int, int, float], None]
+"""Called after every model call with its rows, its request count and seconds."""
 
 
 class BatcherClosedError(RuntimeError):
@@ -53,7 +44,7 @@ class _Pending:
         self.columns = columns
         self.n_rows = n_rows
         self.done = threading.Event()
-        self.scores: Scores | None = None
+        self.scores: Outputs | None = None
         self.error: BaseException | None = None
 
 
@@ -86,8 +77,8 @@ class DynamicBatcher:
         self,
         predict: PredictFn,
         *,
-        max_rows: int = 4096,
-        max_delay_s: float = 0.0005,
+        max_rows: int,
+        max_delay_s: float,
         on_batch: BatchHook | None = None,
     ) -> None:
         if max_rows < 1:
@@ -110,7 +101,7 @@ class DynamicBatcher:
         with self._cond:
             return len(self._queue)
 
-    def submit(self, columns: Columns, n_rows: int) -> Scores:
+    def submit(self, columns: Columns, n_rows: int) -> Outputs:
         """Score one request's ``n_rows`` rows; blocks until its batch has run.
 
         Raises:
@@ -177,11 +168,10 @@ class DynamicBatcher:
             else:
                 n_rows = sum(item.n_rows for item in batch)
                 columns = merge_columns([(item.columns, item.n_rows) for item in batch])
-            prediction = self._predict(columns, n_rows)
-            if prediction.probability.shape != (n_rows,) or prediction.label.shape != (n_rows,):
-                raise RuntimeError(
-                    f"model returned {prediction.probability.shape[0]} scores for {n_rows} rows"
-                )
+            outputs = self._predict(columns, n_rows)
+            for name, values in outputs.items():
+                if values.shape[:1] != (n_rows,):
+                    raise RuntimeError(f"model returned {len(values)} {name} for {n_rows} rows")
         except Exception as error:
             if len(batch) == 1:
                 batch[0].error = error
@@ -193,12 +183,12 @@ class DynamicBatcher:
             return
         if self._on_batch is not None:
             try:
-                self._on_batch(prediction, len(batch), time.perf_counter() - started)
+                self._on_batch(n_rows, len(batch), time.perf_counter() - started)
             except Exception:
                 log.exception("batch hook failed")
         offset = 0
         for item in batch:
             end = offset + item.n_rows
-            item.scores = Scores(prediction.probability[offset:end], prediction.label[offset:end])
+            item.scores = {name: values[offset:end] for name, values in outputs.items()}
             offset = end
             item.done.set()

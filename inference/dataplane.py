@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
-from inference.batcher import BatchHook, DynamicBatcher, Scores
+from inference.batcher import BatchHook, Columns, DynamicBatcher, Outputs
 from inference.tensors import DEFAULT_LIMITS, Limits, TensorSpec
 from modeling.cleaning import MISSING_TEXT
 from modeling.predictor import Predictor
@@ -33,6 +32,10 @@ def input_specs() -> tuple[TensorSpec, ...]:
     """One input per schema column, in column order: FP64 if numeric, else BYTES."""
     numeric = frozenset(NUMERIC_COLUMNS)
     return tuple(TensorSpec(c, FP64 if c in numeric else BYTES) for c in COLUMNS)
+
+
+QualityHook = Callable[[Mapping[str, int], Mapping[str, int]], None]
+"""Called after every model call with its missing and unrecognised values per column."""
 
 
 class ModelNotFoundError(LookupError):
@@ -58,9 +61,10 @@ class DataPlane:
         self,
         predictor: Predictor,
         *,
-        max_batch_rows: int = 4096,
-        max_queue_delay_s: float = 0.0005,
+        max_batch_rows: int,
+        max_queue_delay_s: float,
         on_batch: BatchHook | None = None,
+        on_quality: QualityHook | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._predictor = predictor
@@ -75,8 +79,9 @@ class DataPlane:
         )
         self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in self.model.inputs}
         self.output_names = tuple(s.name for s in self.model.outputs)
+        self._on_quality = on_quality
         self._batcher = DynamicBatcher(
-            predictor.predict,
+            self._predict,
             max_rows=max_batch_rows,
             max_delay_s=max_queue_delay_s,
             on_batch=on_batch,
@@ -117,6 +122,13 @@ class DataPlane:
             return False
         return self._ready
 
+    def _predict(self, columns: Columns, n_rows: int) -> Outputs:
+        """One model call: the outputs by name; the rows' data quality to the hook."""
+        prediction = self._predictor.predict(columns, n_rows)
+        if self._on_quality is not None:
+            self._on_quality(prediction.batch.missing, prediction.batch.unrecognised)
+        return {PROBABILITY: prediction.probability, CLASS: prediction.label}
+
     def infer(self, columns: Mapping[str, NDArray[Any]], n_rows: int) -> dict[str, NDArray[Any]]:
         """Score ``n_rows`` rows given as columns; return every output by name.
 
@@ -124,8 +136,7 @@ class DataPlane:
             BatcherClosedError: once :meth:`close` has been called.
 
         """
-        scores: Scores = self._batcher.submit(columns, n_rows)
-        return {PROBABILITY: scores.probability, CLASS: scores.label.astype(np.int64, copy=False)}
+        return self._batcher.submit(columns, n_rows)
 
     def drain(self) -> None:
         """Report not ready from now on (scoring still works until :meth:`close`)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -13,7 +15,6 @@ from prometheus_client import (
     start_http_server,
 )
 
-from modeling.predictor import Prediction
 from modeling.schema import COLUMNS
 
 _LATENCY_BUCKETS = (
@@ -73,17 +74,19 @@ class Metrics:
         self.requests.labels(method, code).inc()
         self.latency.labels(method).observe(seconds)
 
-    def observe_batch(self, prediction: Prediction, n_requests: int, seconds: float) -> None:
-        """Record one model call: its size, duration and the data quality of its rows."""
-        batch = prediction.batch
-        self.batch_rows.observe(batch.n_rows)
+    def observe_batch(self, n_rows: int, n_requests: int, seconds: float) -> None:
+        """Record one model call: its rows, the requests it served and its duration."""
+        self.batch_rows.observe(n_rows)
         self.batch_requests.observe(n_requests)
         self.model_seconds.observe(seconds)
-        self.rows.inc(batch.n_rows)
-        for column, count in batch.missing.items():
+        self.rows.inc(n_rows)
+
+    def observe_quality(self, missing: Mapping[str, int], unrecognised: Mapping[str, int]) -> None:
+        """Count the missing and unrecognised values of one model call's rows, per column."""
+        for column, count in missing.items():
             if count:
                 self._counter(self._missing, self.missing, column).inc(count)
-        for column, count in batch.unrecognised.items():
+        for column, count in unrecognised.items():
             if count:
                 self._counter(self._unrecognised, self.unrecognised, column).inc(count)
 

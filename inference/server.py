@@ -63,6 +63,7 @@ class InferenceServer:
             max_batch_rows=settings.max_batch_rows,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000,
             on_batch=self.metrics.observe_batch,
+            on_quality=self.metrics.observe_quality,
             limits=Limits(settings.max_request_rows, settings.max_text_bytes),
         )
         self.health = health.HealthServicer()

@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
+from inference.config import Settings
 from inference.dataplane import DataPlane
 from inference.metrics import Metrics
 from inference.servicer import SERVER_NAME, InferenceServicer
@@ -45,9 +46,22 @@ def metrics() -> Metrics:
     return Metrics()
 
 
+def data_plane(predictor: Any, **hooks: Any) -> DataPlane:
+    """A data plane with the server's default batching settings."""
+    defaults = Settings(bundle=Path("unused"))
+    return DataPlane(
+        predictor,
+        max_batch_rows=defaults.max_batch_rows,
+        max_queue_delay_s=defaults.max_queue_delay_ms / 1000,
+        **hooks,
+    )
+
+
 @pytest.fixture
 def plane(predictor: Predictor, metrics: Metrics):
-    plane = DataPlane(predictor, on_batch=metrics.observe_batch)
+    plane = data_plane(
+        predictor, on_batch=metrics.observe_batch, on_quality=metrics.observe_quality
+    )
     plane.warm()
     yield plane
     plane.close()
@@ -68,7 +82,7 @@ def call(servicer: InferenceServicer, method: str, request: Any) -> Any:
 
 
 def test_liveness_readiness_and_server_metadata(predictor: Predictor, metrics: Metrics) -> None:
-    plane = DataPlane(predictor)
+    plane = data_plane(predictor)
     servicer = InferenceServicer(plane, metrics)
     assert call(servicer, "ServerLive", pb.ServerLiveRequest()).live
     assert not call(servicer, "ServerReady", pb.ServerReadyRequest()).ready
@@ -228,7 +242,7 @@ class FaultyPredictor(Predictor):
 def test_an_unexpected_error_is_internal_not_a_crash(
     predictor: Predictor, metrics: Metrics
 ) -> None:
-    plane = DataPlane(FaultyPredictor(predictor))
+    plane = data_plane(FaultyPredictor(predictor))
     servicer = InferenceServicer(plane, metrics)
     with pytest.raises(AbortedError) as error:
         call(servicer, "ModelInfer", infer_request(predictor.name, rows(1)))
