@@ -91,13 +91,8 @@ def per_call(before: dict[str, float], after: dict[str, float], name: str) -> fl
     return requests / calls if calls else None
 
 
-def model_floor(bundle: Path, rows: list[dict[str, str]], repeat: int = 3) -> float | None:
-    """Median seconds of the in-process predictor on ``rows``, given as the server gets them."""
-    if not (bundle / "manifest.json").exists():
-        return None
-    from modeling.bundle import load_bundle  # bench only: the gateway never imports modeling
-
-    predictor = load_bundle(bundle)
+def as_served(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """The rows' columns as the inference server receives them (floats, UTF-8 text)."""
     text_columns = {"x1", "x12", "x54", "x79", "x82", "x84"}
     columns: dict[str, Any] = {}
     for name in rows[0]:
@@ -106,117 +101,181 @@ def model_floor(bundle: Path, rows: list[dict[str, str]], repeat: int = 3) -> fl
             columns[name] = np.array([v.encode() for v in values], dtype=object)
         else:
             columns[name] = np.array([float(v) if v else np.nan for v in values])
+    return columns
+
+
+def model_floor(bundle: Path, rows: list[dict[str, str]]) -> dict[str, Any] | None:
+    """The in-process predictor on the rows: median seconds for all and for one, answers."""
+    if not (bundle / "manifest.json").exists():
+        return None
+    from modeling.bundle import load_bundle  # bench only: the gateway never imports modeling
+
+    predictor = load_bundle(bundle)
+    columns = as_served(rows)
+    one = as_served(rows[:1])
     predictor.predict(columns, len(rows))  # warm-up
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        predictor.predict(columns, len(rows))
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+
+    def median_s(call: Any, repeat: int) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    return {
+        "all": median_s(lambda: predictor.predict(columns, len(rows)), 5),
+        "one": median_s(lambda: predictor.predict(one, 1), 500),
+        "answers": predictor.predict(columns, len(rows)).probability,
+    }
 
 
-def run(args: argparse.Namespace) -> str:
-    target = Target.parse(args.url)
-    rows = read_rows(args.rows)
+def measure(url: str, rows: list[dict[str, str]], args: argparse.Namespace) -> dict[str, Any]:
+    """Single-row latency, concurrent throughput and one whole-file call against ``url``."""
+    target = Target.parse(url)
     bodies = [json.dumps(row).encode() for row in rows]
-    print(f"bench: {len(rows)} rows from {args.rows}; target {args.url}")
-
     single = summary(http_load.sequential(target, bodies, args.single_calls, warmup=100))
-    print(f"single c=1: p50 {ms(single['p50'])} ms, p99 {ms(single['p99'])} ms")
-
-    gateway_metrics = args.url.rstrip("/") + "/metrics"
-    before = scrape(args.inference_metrics, gateway_metrics)
+    print(f"{url} single c=1: p50 {ms(single['p50'])} ms, p99 {ms(single['p99'])} ms")
+    before = scrape(args.inference_metrics, url.rstrip("/") + "/metrics")
     samples, wall = http_load.concurrent(target, bodies, args.concurrency)
-    after = scrape(args.inference_metrics, gateway_metrics)
+    after = scrape(args.inference_metrics, url.rstrip("/") + "/metrics")
     busy = summary(samples)
     busy["rate"] = len(samples) / wall
-    print(f"single c={args.concurrency}: {busy['rate']:.0f} calls/s, {busy['errors']} errors")
-    coalesced = (
-        per_call(before, after, "gateway_coalesced_requests"),
-        per_call(before, after, "inference_batch_requests"),
-    )
-
+    print(f"{url} single c={args.concurrency}: {busy['rate']:.0f} calls/s, {busy['errors']} errors")
     batch_body = json.dumps(rows).encode()
     batch = http_load.batch_calls(target, batch_body, 3, len(rows))
     batch_median = statistics.median(s.seconds for s in batch)
-    batch_errors = sum(1 for s in batch if s.status != 200)
-    print(f"one {len(rows)}-row call: median {ms(batch_median)} ms ({batch_errors} errors)")
+    print(f"{url} one {len(rows)}-row call: median {ms(batch_median)} ms")
+    answer = json.loads(http_load.Session(target, timeout=120).post("/predict", batch_body)[1])
+    return {
+        "single": single,
+        "busy": busy,
+        "batch": batch_median,
+        "batch_errors": sum(1 for s in batch if s.status != 200),
+        "batch_mb": len(batch_body) / 1e6,
+        "coalesced": (
+            per_call(before, after, "gateway_coalesced_requests"),
+            per_call(before, after, "inference_batch_requests"),
+        ),
+        "answers": np.array([item["probability"] for item in answer]),
+    }
 
+
+def run(args: argparse.Namespace) -> str:
+    rows = read_rows(args.rows)
+    print(f"bench: {len(rows)} rows from {args.rows}; target {args.url}")
+    stack = measure(args.url, rows, args)
+    naive = measure(args.naive_url, rows, args) if args.naive_url else None
     try:
         floor = model_floor(args.bundle, rows)
     except Exception as error:  # the HTTP figures are still worth writing
         print(f"bench: no in-process floor ({error})")
         floor = None
-    if floor is not None:
-        print(f"in-process model, {len(rows)} rows: {ms(floor)} ms")
-    return report(
-        args,
-        n=len(rows),
-        single=single,
-        busy=busy,
-        coalesced=coalesced,
-        batch_median=batch_median,
-        batch_errors=batch_errors,
-        floor=floor,
-        batch_bytes=len(batch_body),
-    )
+    return report(args, len(rows), stack, naive, floor)
+
+
+GOALS = {
+    "p50": "≤ 2.0 ms",
+    "p99": "≤ 5 ms",
+    "rate": "≥ 1,500 calls/s, 0 errors",
+    "batch": "≤ 250 ms and ≤ 1.5x the floor",
+    "one": "≤ 0.4 ms",
+    "all": "≤ 100 ms",
+}
+"""Issue 8's goals, shown beside each figure."""
 
 
 def report(
     args: argparse.Namespace,
-    *,
     n: int,
-    single: dict[str, Any],
-    busy: dict[str, Any],
-    coalesced: tuple[float | None, float | None],
-    batch_median: float,
-    batch_errors: int,
-    floor: float | None,
-    batch_bytes: int,
+    stack: dict[str, Any],
+    naive: dict[str, Any] | None,
+    floor: dict[str, Any] | None,
 ) -> str:
     facts = machine.describe()
+    load = machine.load_average()
+    single, busy = stack["single"], stack["busy"]
+
+    def figures(measured: dict[str, Any]) -> dict[str, float]:
+        return {
+            "p50": measured["single"]["p50"],
+            "p99": measured["single"]["p99"],
+            "rate": measured["busy"]["rate"],
+            "batch": measured["batch"],
+        }
+
+    ours = figures(stack)
+    theirs = figures(naive) if naive is not None else {}
+
+    def versus(key: str) -> str:
+        """The naive server's figure and how many times better the stack does."""
+        if key not in theirs:
+            return " | "
+        if key == "rate":
+            return f"{theirs[key]:.0f} calls/s | **{ours[key] / theirs[key]:.1f}x**"
+        return f"{ms(theirs[key])} ms | **{theirs[key] / ours[key]:.1f}x**"
+
+    header = "| measure | this stack | goal | naive server | stack vs naive |"
     lines = [
         "# API performance",
         "",
         "Generated by `python -m bench` (bench/cli.py); rerun it to refresh. Gateway, inference",
-        "server and load generator all run on the machine below. Rows are sent as strings, like",
-        "the exercise's curl examples.",
+        "server, the naive server (bench/naive_server.py: Flask's own server, json.loads, a",
+        "pandas DataFrame and one model call per request) and the load generator all run on",
+        "the machine below, one after another. Rows are sent as strings, like the exercise's",
+        "curl examples.",
         "",
         "| machine | |",
         "|---|---|",
         *(f"| {key} | {value} |" for key, value in facts.items()),
-        f"| command | `python -m bench --url {args.url} --rows {args.rows.name}` |",
+        f"| load average before the run | {load} |",
+        f"| command | `python -m bench --url {args.url} --rows {args.rows.name}"
+        + (f" --naive-url {args.naive_url}" if args.naive_url else "")
+        + "` |",
         *([f"| setup | {args.note} |"] if args.note else []),
         "",
-        "| measure | result |",
-        "|---|---|",
-        f"| single-row calls, concurrency 1, keep-alive ({single['calls']} calls) "
-        f"| p50 **{ms(single['p50'])} ms**, p90 {ms(single['p90'])} ms, "
-        f"p99 **{ms(single['p99'])} ms**, errors {single['errors']} |",
-        f"| {busy['calls']} single-row calls, concurrency {args.concurrency} "
-        f"| **{busy['rate']:.0f} calls/s**, errors **{busy['errors']}**, "
-        f"p50 {ms(busy['p50'])} ms, p99 {ms(busy['p99'])} ms |",
+        header,
+        "|---|---|---|---|---|",
+        f"| single-row call, c=1, keep-alive: p50 | **{ms(single['p50'])} ms** | {GOALS['p50']} "
+        f"| {versus('p50')} |",
+        f"| single-row call, c=1, keep-alive: p99 | **{ms(single['p99'])} ms** | {GOALS['p99']} "
+        f"| {versus('p99')} |",
+        f"| {busy['calls']} single-row calls, c={args.concurrency} "
+        f"| **{busy['rate']:.0f} calls/s**, {busy['errors']} errors | {GOALS['rate']} "
+        f"| {versus('rate')} |",
+        f"| one {n}-row call ({stack['batch_mb']:.1f} MB of JSON strings), median of 3 "
+        f"| **{ms(stack['batch'])} ms**"
+        + (f" ({stack['batch'] / floor['all']:.2f}x the floor)" if floor else "")
+        + f" | {GOALS['batch']} | {versus('batch')} |",
     ]
-    gateway_merge, server_merge = coalesced
+    if floor is not None:
+        lines += [
+            f"| in-process model, 1 row (median of 500) | **{ms(floor['one'])} ms** "
+            f"| {GOALS['one']} | | |",
+            f"| in-process model, {n} rows (median of 5; the floor) | **{ms(floor['all'])} ms** "
+            f"| {GOALS['all']} | | |",
+        ]
+    gateway_merge, server_merge = stack["coalesced"]
+    lines.append("")
     if gateway_merge is not None:
         lines.append(
-            f"| batching in that run: gateway | {gateway_merge:.2f} requests per ModelInfer call |"
+            f"Gateway batching in the c={args.concurrency} run: {gateway_merge:.2f} "
+            "requests per ModelInfer call."
         )
     if server_merge is not None:
         lines.append(
-            f"| batching in that run: inference server | {server_merge:.2f} ModelInfer calls "
-            "per model call |"
+            f"Server batching in the c={args.concurrency} run: {server_merge:.2f} "
+            "ModelInfer calls per model call."
         )
-    lines.append(
-        f"| one {n}-row call ({batch_bytes / 1e6:.1f} MB body), median of 3 "
-        f"| **{ms(batch_median)} ms** ({1000 * batch_median / n * 1000:.2f} ms per 1,000 rows), "
-        f"errors {batch_errors} |"
-    )
     if floor is not None:
-        lines.append(
-            f"| in-process model on the same {n} rows (the floor), median of 3 "
-            f"| {ms(floor)} ms; the API call is {batch_median / floor:.2f}x the floor |"
-        )
+        for name, measured in (("this stack", stack), ("the naive server", naive)):
+            if measured is None:
+                continue
+            delta = float(np.max(np.abs(measured["answers"] - floor["answers"])))
+            lines.append(
+                f"Answers of {name} for all {n} rows against the in-process predictor: "
+                f"largest difference {delta:.1e}."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -241,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="http://localhost:8002/metrics",
         help="inference server metrics URL ('' to skip)",
     )
+    parser.add_argument("--naive-url", default="", help="the naive server to compare with")
     parser.add_argument("--single-calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--note", default="", help="setup note for the report (workers, ...)")

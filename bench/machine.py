@@ -82,3 +82,11 @@ def rss_mib(pids: list[int]) -> float:
         if value != "unknown":
             total_kb += int(value.split()[0])
     return total_kb / 1024
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages."""
+    try:
+        return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
