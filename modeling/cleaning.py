@@ -178,11 +178,40 @@ def clean(columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int) -> C
     matrix = np.empty((n_rows, len(COLUMNS)), dtype=np.float64)
     missing: dict[str, int] = {}
     unrecognised: dict[str, int] = {}
+    floats = _float_columns(columns, n_rows)
+    if floats:  # what the server receives: one vectorised step instead of one per column
+        block = np.column_stack([columns[COLUMNS[j]] for j in floats]).astype(np.float64, copy=False)
+        absent = np.isnan(block)
+        out_of_range = np.abs(block) > MAX_ABS_VALUE  # inf included, NaN not
+        block[out_of_range] = math.nan
+        matrix[:, floats] = block
+        for j, n_missing, n_bad in zip(
+            floats, absent.sum(axis=0).tolist(), out_of_range.sum(axis=0).tolist(), strict=True
+        ):
+            missing[COLUMNS[j]], unrecognised[COLUMNS[j]] = n_missing, n_bad
+    done = frozenset(floats)
     for j, column in enumerate(COLUMNS):
-        matrix[:, j], missing[column], unrecognised[column] = _clean_column(
-            column, columns.get(column), n_rows
-        )
-    return CleanBatch(matrix=matrix, missing=missing, unrecognised=unrecognised)
+        if j not in done:
+            matrix[:, j], missing[column], unrecognised[column] = _clean_column(
+                column, columns.get(column), n_rows
+            )
+    return CleanBatch(
+        matrix=matrix,
+        missing={c: missing[c] for c in COLUMNS},
+        unrecognised={c: unrecognised[c] for c in COLUMNS},
+    )
+
+
+def _float_columns(columns: Mapping[str, Any], n_rows: int) -> list[int]:
+    """Positions of the numeric columns given as float arrays of ``n_rows`` values."""
+    return [
+        j
+        for j, column in enumerate(COLUMNS)
+        if KINDS[column] is Kind.NUMERIC
+        and isinstance(values := columns.get(column), np.ndarray)
+        and values.dtype.kind == "f"
+        and values.shape == (n_rows,)
+    ]
 
 
 def clean_records(records: Sequence[Mapping[str, Any]]) -> CleanBatch:

@@ -48,3 +48,17 @@ def test_a_column_mixing_text_and_raw_bytes_is_cleaned_not_raised() -> None:
     assert np.isnan(batch.matrix[:2, 0]).all()
     assert batch.matrix[2, 0] == 1.5
     assert batch.missing["x0"] + batch.unrecognised["x0"] == 2
+
+
+def test_float_arrays_and_lists_clean_alike() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.normal(0, 10, size=(50, len(NUMERIC_COLUMNS)))
+    values[rng.random(values.shape) < 0.1] = np.nan
+    values[0, :7] = EXTREMES
+    arrays = {c: values[:, j] for j, c in enumerate(NUMERIC_COLUMNS)}  # the vectorised path
+    lists = {c: values[:, j].tolist() for j, c in enumerate(NUMERIC_COLUMNS)}  # column by column
+    fast, slow = clean(arrays, 50), clean(lists, 50)
+    np.testing.assert_array_equal(fast.matrix, slow.matrix)
+    assert fast.missing == slow.missing
+    assert fast.unrecognised == slow.unrecognised
+    assert sum(fast.unrecognised.values()) == 6  # the extremes beyond float32, inf included
