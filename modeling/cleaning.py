@@ -180,7 +180,8 @@ def clean(columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int) -> C
     unrecognised: dict[str, int] = {}
     floats = _float_columns(columns, n_rows)
     if floats:  # what the server receives: one vectorised step instead of one per column
-        block = np.column_stack([columns[COLUMNS[j]] for j in floats]).astype(np.float64, copy=False)
+        block = np.column_stack([columns[COLUMNS[j]] for j in floats])
+        block = block.astype(np.float64, copy=False)
         absent = np.isnan(block)
         out_of_range = np.abs(block) > MAX_ABS_VALUE  # inf included, NaN not
         block[out_of_range] = math.nan
