@@ -279,3 +279,15 @@ def test_no_secrets_in_environment(compose: dict) -> None:
     for name, service in compose["services"].items():
         for key in service.get("environment", {}):
             assert not re.search(r"(?i)password|secret|token|api_?key", key), (name, key)
+
+
+def test_replicas_wait_for_the_bundle_then_run_the_image_entrypoint(compose: dict) -> None:
+    # podman-compose runs with --no-deps (deploy/docker/engine.sh): no start order there.
+    entrypoint = compose["services"]["inference"]["entrypoint"]
+    assert entrypoint[:2] == ["sh", "-c"]
+    script = entrypoint[2]
+    assert 'until [ -f "$$INFERENCE_BUNDLE/manifest.json" ]' in script
+    image_entrypoint = json.loads(
+        re.search(r"^ENTRYPOINT (.+)$", (ROOT / "Dockerfile.inference").read_text(), re.M)[1]
+    )
+    assert script.strip().endswith(f"exec {image_entrypoint[0]}")
