@@ -10,9 +10,10 @@ BUNDLE ?= models/current
 # and the base image to build from (empty: the Dockerfiles' default, the official image).
 ENGINE ?= $(shell deploy/docker/engine.sh 2>/dev/null)
 BASE_IMAGE ?=
+BUILD_FLAGS ?= # e.g. --no-cache, to time a cold build
 IMAGE_VERSION := 1.0.0
 BUILD = nice -n 10 $(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) \
-	$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
+	$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) $(BUILD_FLAGS)
 
 .PHONY: help setup proto proto-check lint typecheck test unit train evaluate run bench docs \
 	docs-check dist clean validate-deploy soak images compose-test
