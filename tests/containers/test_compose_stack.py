@@ -53,20 +53,7 @@ def assert_same_scores(got: list[dict[str, float]], expected: list[dict[str, flo
     )
 
 
-@pytest.mark.parametrize(
-    "service",
-    [
-        "inference",
-        pytest.param(
-            "gateway",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="257 MB here (issue #9 asks <= 200): the debootstrap base is 160 MB "
-                "(34 MB of it /usr/share/locale), numpy and its OpenBLAS 56 MB, nginx 9.5 MB",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("service", sorted(IMAGE_LIMITS_MB))
 def test_images_are_small(stack: Stack, service: str) -> None:
     limit = IMAGE_LIMITS_MB[service]
     size = int(stack.run(stack.engine, "image", "inspect", "--format", "{{.Size}}",
