@@ -6,9 +6,17 @@ PY := $(VENV)/bin/python
 TRAIN_CSV ?= data/exercise_06_train.csv
 TEST_CSV ?= data/exercise_06_test.csv
 BUNDLE ?= models/current
+# Containers: the engine that answers here (deploy/docker/engine.sh: docker, else podman),
+# and the base image to build from (empty: the Dockerfiles' default, the official image).
+ENGINE ?= $(shell deploy/docker/engine.sh 2>/dev/null)
+BASE_IMAGE ?=
+BUILD_FLAGS ?= # e.g. --no-cache, to time a cold build
+IMAGE_VERSION := 1.0.0
+BUILD = nice -n 10 $(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) \
+	$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) $(BUILD_FLAGS)
 
 .PHONY: help setup proto proto-check lint typecheck test unit train evaluate run bench docs \
-	docs-check dist clean validate-deploy soak
+	docs-check dist clean validate-deploy soak images compose-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +57,20 @@ evaluate: setup ## cross-validated report into docs/model_report.md
 
 validate-deploy: setup ## Dockerfiles, compose and k8s manifests, statically (no Docker needed)
 	$(PY) -m pytest -q tests/unit/test_deploy_dockerfiles.py tests/unit/test_deploy_compose.py tests/unit/test_deploy_k8s.py
+
+images: ## build the inference, trainer and gateway images: make images [BASE_IMAGE=...]
+	@test -n "$(ENGINE)" || { echo "make images: no container engine answers (docker info, podman info)" >&2; exit 1; }
+	$(BUILD) -f Dockerfile.inference --target runtime -t scoring-service/inference:$(IMAGE_VERSION) .
+	$(BUILD) -f Dockerfile.inference --target trainer -t scoring-service/trainer:$(IMAGE_VERSION) .
+	$(BUILD) -f Dockerfile.gateway --target runtime -t scoring-service/gateway:$(IMAGE_VERSION) .
+
+# No dependency on setup (it needs the venv make test made): CI runs it after make test.
+compose-test: ## images + the compose stack tested end to end (skipped, loudly, with no engine)
+	@if [ -z "$(ENGINE)" ]; then \
+		printf '\n%s\n%s\n\n' "######## compose-test SKIPPED: no container engine answers here (docker info, podman info)" \
+			"######## the images and the compose stack were NOT tested" >&2; exit 0; fi
+	$(MAKE) --no-print-directory images
+	$(if $(BASE_IMAGE),BASE_IMAGE=$(BASE_IMAGE)) $(PY) -m pytest -m containers tests/containers
 
 run: ## start the stack (Docker when an engine answers, else local processes)
 	./run_api.sh

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run the scoring API on http://localhost:5001 (POST /predict).
 #
-#   ./run_api.sh            Docker Compose when a Docker engine answers, else local processes
+#   ./run_api.sh            Docker Compose when a Docker engine answers, else podman-compose
+#                           when podman can run containers, else local processes
 #   ./run_api.sh --local    local processes: the gRPC inference server + the gunicorn gateway
-#   ./run_api.sh --docker   Docker Compose only (docker compose up -d --build --wait)
+#   ./run_api.sh --docker   containers only: docker compose up -d --build --wait, or
+#                           podman-compose up -d --no-deps --build and a wait on /readyz
 #
 # The model bundle is models/current. When it is missing (or is a DEMO bundle and real
 # data is now available) it is trained first from $TRAIN_CSV if set, else from
@@ -12,7 +14,9 @@
 # a server that dies (supervise below), waits until the gateway's
 # /readyz answers, and stops both processes on Ctrl-C or SIGTERM.
 #
-# Environment: TRAIN_CSV, GATEWAY_PORT (5001), INFERENCE_PORT (8001),
+# Environment: TRAIN_CSV, BASE_IMAGE (containers: the Python 3.11 image to build from, e.g.
+# localhost/python-base:3.11-bookworm where no registry is reachable), GATEWAY_PORT (5001),
+# INFERENCE_PORT (8001),
 # INFERENCE_METRICS_PORT (8002), GATEWAY_WORKERS, GATEWAY_THREADS, PYTHON (an interpreter
 # with the dependencies, instead of .venv), and every setting of bin/start-gateway and
 # bin/start-inference.
@@ -29,8 +33,17 @@ case "${1:-}" in
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set /{ exit }' "$0"; exit 0 ;;
     *) echo "usage: $0 [--local|--docker]" >&2; exit 2 ;;
 esac
+# The engine: docker when a Docker engine answers, else podman (deploy/docker/engine.sh).
+engine=""
+if [ "$mode" != local ]; then
+    engine="$("$root/deploy/docker/engine.sh" 2>/dev/null || true)"
+fi
 if [ "$mode" = auto ]; then
-    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then mode=docker; else mode=local; fi
+    if [ -n "$engine" ]; then mode=docker; else mode=local; fi
+fi
+if [ "$mode" = docker ] && [ -z "$engine" ]; then
+    echo "run_api: no container engine answers (docker info, podman info)" >&2
+    exit 1
 fi
 
 GATEWAY_PORT="${GATEWAY_PORT:-5001}"
@@ -47,15 +60,39 @@ sample_curl() {
         "$GATEWAY_PORT" "$SAMPLE"
 }
 
-# ---- Docker: the platform's compose file trains (its trainer service) and serves ----------
+wait_ready() { # url, seconds: poll until it answers 200
+    for _ in $(seq 1 $(($2 * 2))); do
+        if python3 -c 'import sys,urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' "$1" \
+            >/dev/null 2>&1; then return 0; fi
+        sleep 0.5
+    done
+    return 1
+}
+
+# ---- Containers: the platform's compose file trains (its trainer service) and serves -------
+# The same docker-compose.yml under both engines. podman-compose has no --wait (and podman
+# runs no HEALTHCHECK by itself), so readiness is the gateway's own /readyz.
 if [ "$mode" = docker ]; then
     if [ -n "${TRAIN_CSV:-}" ]; then
         export TRAIN_DATA_DIR="$(cd "$(dirname "$TRAIN_CSV")" && pwd)" TRAIN_CSV_NAME="$(basename "$TRAIN_CSV")"
     fi
-    say "Docker engine found: docker compose up -d --build --wait"
-    docker compose up -d --build --wait
+    export GATEWAY_HOST_PORT="$GATEWAY_PORT"
+    compose="$("$root/deploy/docker/engine.sh" --compose)"
+    up="$("$root/deploy/docker/engine.sh" --up) --build"
+    if [ "$engine" = docker ]; then
+        say "Docker engine found: $compose $up"
+    else
+        say "podman found (no Docker engine): $compose $up"
+    fi
+    # shellcheck disable=SC2086 # the commands are word lists
+    $compose $up
+    say "waiting for http://localhost:$GATEWAY_PORT/readyz"
+    if ! wait_ready "http://127.0.0.1:$GATEWAY_PORT/readyz" 600; then
+        say "not ready after 600 s: see $compose logs" >&2
+        exit 1
+    fi
     sample_curl
-    say "stop with: docker compose down"
+    say "stop with: $compose down"
     exit 0
 fi
 

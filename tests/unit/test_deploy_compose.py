@@ -110,9 +110,10 @@ def trainer_script(compose: dict) -> str:
 def test_trainer_skips_when_a_bundle_exists_and_publishes_atomically(compose: dict) -> None:
     script = trainer_script(compose)
     assert "python -m modeling train" in script
-    # Staging dir + rename: inference never sees a half-written bundle.
-    assert "--out /models/.staging" in script
-    assert 'mv /models/.staging "$$bundle"' in script
+    # Staging dir + rename: inference never sees a half-written bundle. The bundle is
+    # written under its final directory name, since a bundle is named after it (/readyz).
+    assert "--out /models/.staging/current" in script
+    assert 'mv /models/.staging/current "$$bundle"' in script
     # Shell variables are escaped from compose interpolation ($$VAR).
     assert re.search(r"(?<!\$)\$(?!\$)[A-Za-z_@{]", script) is None
 
@@ -120,18 +121,23 @@ def test_trainer_skips_when_a_bundle_exists_and_publishes_atomically(compose: di
 @pytest.mark.parametrize(
     ("bundle", "csv", "expected"),
     [
-        (None, True, "--train /data/train.csv --out /models/.staging"),
-        (None, False, "--synthetic 500 --out /models/.staging"),
+        (None, True, "--train /data/train.csv --out /models/.staging/current"),
+        (None, False, "--synthetic 500 --out /models/.staging/current"),
         ({"demo": False}, True, "nothing to do"),
         ({"demo": True}, False, "keeping the DEMO bundle"),
-        ({"demo": True}, True, "--train /data/train.csv --out /models/.staging"),
+        ({"demo": True}, True, "--train /data/train.csv --out /models/.staging/current"),
+        (None, "quick", "--train /data/train.csv --profile quick --out /models/.staging/current"),
     ],
-    ids=["fresh-with-data", "fresh-demo", "exists", "demo-kept", "demo-replaced"],
+    ids=["fresh-with-data", "fresh-demo", "exists", "demo-kept", "demo-replaced", "train-args"],
 )
 def test_trainer_decides_whether_to_train(
-    compose: dict, tmp_path: Path, bundle: dict | None, csv: bool, expected: str
+    compose: dict, tmp_path: Path, bundle: dict | None, csv: bool | str, expected: str
 ) -> None:
-    """Run the trainer's real shell script with a stub python, in a scratch /models."""
+    """Run the trainer's real shell script with a stub python, in a scratch /models.
+
+    The stub names the bundle after its directory, as modeling.bundle.save_bundle does,
+    so the test sees the name /readyz will show (it once showed ".staging").
+    """
     if shutil.which("sh") is None:
         pytest.skip("no POSIX sh")
     models, data, stub = tmp_path / "models", tmp_path / "data", tmp_path / "bin"
@@ -149,7 +155,7 @@ def test_trainer_decides_whether_to_train(
         f'if [ "$1" = "-c" ]; then exec {shlex.quote(sys.executable)} "$@"; fi\n'
         'shift 3; echo "TRAIN $*"; out=""; while [ $# -gt 0 ]; do '
         '[ "$1" = --out ] && out="$2"; shift; done; mkdir -p "$out"; '
-        'echo "{}" > "$out/manifest.json"\n'
+        'echo "{\\"name\\": \\"$(basename "$out")\\"}" > "$out/manifest.json"\n'
     )
     (stub / "python").chmod(0o755)
     script = (
@@ -168,18 +174,23 @@ def test_trainer_decides_whether_to_train(
             "PATH": f"{stub}:{os.environ['PATH']}",
             "TRAIN_CSV": str(data / "train.csv"),
             "TRAIN_SYNTHETIC_ROWS": "500",
+            "TRAIN_ARGS": "--profile quick" if csv == "quick" else "",
         },
     )
     output = (result.stdout + result.stderr).replace(str(tmp_path), "")
     assert result.returncode == 0, output
     assert expected in output
-    assert (models / "current" / "manifest.json").is_file()
+    manifest = json.loads((models / "current" / "manifest.json").read_text())
+    if "TRAIN" in output:
+        assert manifest["name"] == "current", manifest
     assert not (models / ".staging").exists()
 
 
 def test_inference_runs_several_interchangeable_replicas(compose: dict) -> None:
     inference = compose["services"]["inference"]
     assert inference["deploy"]["replicas"] >= 3
+    # podman-compose 1.6 creates replicas only when the mode is explicit.
+    assert inference["deploy"]["mode"] == "replicated"
     # Replicas cannot share a container name or a published host port.
     assert "container_name" not in inference
     assert "ports" not in inference
@@ -188,7 +199,7 @@ def test_inference_runs_several_interchangeable_replicas(compose: dict) -> None:
 
 def test_gateway_publishes_5001_and_round_robins_over_inference_dns(compose: dict) -> None:
     gateway = compose["services"]["gateway"]
-    assert any(str(p).endswith(":5001") for p in gateway["ports"])
+    assert gateway["ports"] == ["${GATEWAY_HOST_ADDR:-127.0.0.1}:${GATEWAY_HOST_PORT:-5001}:5001"]
     env = gateway["environment"]
     assert env["GATEWAY_PORT"] == "5001"
     match = re.fullmatch(r"dns:///(?P<host>[\w.-]+):(?P<port>\d+)", env["INFERENCE_TARGET"])
@@ -223,6 +234,8 @@ def test_images_build_from_the_repository_dockerfiles(compose: dict) -> None:
         text = (ROOT / dockerfile).read_text()
         assert re.search(rf"^FROM \S+ AS {target}$", text, re.M), f"no stage {target}"
         assert not compose["services"][name]["image"].endswith(":latest")
+        # The base image is passed through from the environment, never fixed here.
+        assert build["args"] == ["BASE_IMAGE"]
         assert "command" not in compose["services"][name] or name == "trainer"
 
 
@@ -237,6 +250,7 @@ def test_long_running_services_have_healthchecks(compose: dict, name: str) -> No
     assert ("grpc_health.v1" in probe) if name == "inference" else ("/readyz" in probe)
     for key in ("interval", "timeout", "retries", "start_period"):
         assert key in check
+    assert "start_interval" not in check, "podman 4.3 rejects start_interval"
 
 
 def test_inference_healthcheck_is_the_image_healthcheck(compose: dict) -> None:
@@ -265,3 +279,15 @@ def test_no_secrets_in_environment(compose: dict) -> None:
     for name, service in compose["services"].items():
         for key in service.get("environment", {}):
             assert not re.search(r"(?i)password|secret|token|api_?key", key), (name, key)
+
+
+def test_replicas_wait_for_the_bundle_then_run_the_image_entrypoint(compose: dict) -> None:
+    # podman-compose runs with --no-deps (deploy/docker/engine.sh): no start order there.
+    entrypoint = compose["services"]["inference"]["entrypoint"]
+    assert entrypoint[:2] == ["sh", "-c"]
+    script = entrypoint[2]
+    assert 'until [ -f "$$INFERENCE_BUNDLE/manifest.json" ]' in script
+    image_entrypoint = json.loads(
+        re.search(r"^ENTRYPOINT (.+)$", (ROOT / "Dockerfile.inference").read_text(), re.M)[1]
+    )
+    assert script.strip().endswith(f"exec {image_entrypoint[0]}")

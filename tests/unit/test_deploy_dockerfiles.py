@@ -107,6 +107,28 @@ def stages_of(dockerfile: Path) -> list[Stage]:
     return parse_dockerfile(dockerfile.read_text(encoding="utf-8"))
 
 
+def served_stages(stages: list[Stage]) -> list[Stage]:
+    """The final stage, and the stage it is flattened from when it starts from scratch."""
+    final = stages[-1]
+    if final.base != "scratch":
+        return [final]
+    (copy,) = [c for c in final.all("COPY") if c.args.split()[1:] == ["/", "/"]]
+    source = copy.args.split()[0].removeprefix("--from=")
+    return [next(s for s in stages if s.name == source), final]
+
+
+def global_args(dockerfile: Path) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults."""
+    found = {}
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        if line.startswith("FROM "):
+            break
+        if line.startswith("ARG "):
+            name, _, default = line[4:].strip().partition("=")
+            found[name] = default
+    return found
+
+
 def exec_form(args: str) -> list[str]:
     """Return the JSON (exec) form of CMD/ENTRYPOINT arguments, failing on shell form."""
     value = json.loads(args)
@@ -179,9 +201,10 @@ def test_service_images_share_one_pinned_slim_base() -> None:
     for dockerfile, *_ in SERVICES.values():
         stages = stages_of(dockerfile)
         names = {s.name for s in stages if s.name}
-        external = [s.base for s in stages if s.base not in names]
-        assert external, dockerfile
-        bases.update(external)
+        external = [s.base for s in stages if s.base not in names | {"scratch"}]
+        # One external base, a build argument (air-gapped sites build from their own).
+        assert external == ["${BASE_IMAGE}"], dockerfile
+        bases.add(global_args(dockerfile)["BASE_IMAGE"])
     assert len(bases) == 1, f"the Dockerfiles disagree on the base image: {bases}"
     (base,) = bases
     assert BASE_IMAGE.match(base), f"{base} is not a pinned python:3.11.X-slim-bookworm"
@@ -199,17 +222,24 @@ def test_model_image_base_is_pinned_and_user_non_root() -> None:
 def test_multi_stage_build_ships_only_the_venv(service: str) -> None:
     dockerfile, extra, *_ = SERVICES[service]
     stages = stages_of(dockerfile)
-    final = stages[-1]
-    assert final.name == "runtime", "the default (last) stage must be the served image"
-    copies = [c.args for c in final.all("COPY")]
+    assert stages[-1].name == "runtime", "the default (last) stage must be the served image"
+    served = served_stages(stages)
+    copies = [c.args for s in served for c in s.all("COPY")]
     assert "--from=builder /opt/venv /opt/venv" in copies
-    for run in final.all("RUN"):
+    for run in (r for s in served for r in s.all("RUN")):
         assert "pip install" not in run.args, f"line {run.line}: install in the builder"
     builder = next(s for s in stages if s.name == "builder")
     runs = " ".join(r.args for r in builder.all("RUN"))
     assert f"extra_requirements.py {extra} " in runs
-    assert "pip install -r /tmp/requirements.txt" in runs
+    # Inference: exactly the extra's pins, none of their plotting dependencies (--no-deps).
+    no_deps = "--no-deps " if service == "inference" else ""
+    assert f"pip install {no_deps}-r /tmp/requirements.txt" in runs
     assert "pip install --no-deps ." in runs
+    # Cut to what the service loads, and checked to still import (deploy/docker/slim_venv.sh).
+    assert "/tmp/slim_venv.sh " in runs
+    if service == "inference":
+        # The serving core only: the training subpackage is never installed.
+        assert "rm -rf modeling/training" in runs
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -277,7 +307,8 @@ def test_entrypoint_is_the_shared_start_script(service: str) -> None:
     entrypoint = exec_form(final.all("ENTRYPOINT")[-1].args)
     assert entrypoint == [f"{workdir}/{script}"]
     assert not final.all("CMD"), "a CMD would pass extra arguments to the start script"
-    assert f"{script} {script}" in [c.args for c in final.all("COPY")]
+    copies = [c.args for s in served_stages(stages_of(SERVICES[service][0])) for c in s.all("COPY")]
+    assert {f"{script} {script}", f"{script} {workdir}/{script}"} & set(copies)
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
