@@ -93,7 +93,7 @@ def model_floor(bundle: Path, rows: list[dict[str, str]], repeat: int = 3) -> fl
     """Median seconds of the in-process predictor on ``rows``, given as the server gets them."""
     if not (bundle / "manifest.json").exists():
         return None
-    from modeling.bundle import load_bundle  # bench only: the gateway never imports modeling
+    from modeling.predictor import load_bundle  # bench only: the gateway never imports modeling
 
     predictor = load_bundle(bundle)
     text_columns = {"x1", "x12", "x54", "x79", "x82", "x84"}

@@ -27,8 +27,8 @@ from inference.config import Settings, load_settings
 from inference.dataplane import DataPlane
 from inference.metrics import Metrics
 from inference.servicer import SERVICE_NAME, InferenceServicer
-from modeling.bundle import BundleError, load_bundle
-from modeling.predictor import Predictor
+from modeling.bundle import BundleError
+from modeling.predictor import Predictor, load_bundle
 from proto import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("inference")
