@@ -1,41 +1,37 @@
-"""Stacked ensemble: out-of-fold base predictions feed a logistic meta-learner."""
+"""The one cross-validation of the project, used by ``train``, ``tune`` and ``evaluate``.
+
+Each fold is a full training run on the fold's training rows only: a stratified share
+of them is set aside for early stopping (and for column selection and capacity
+choices), the rest is fitted. The fold's held-out rows are only ever predicted, so
+their labels cannot reach their own out-of-fold predictions. The stack's
+meta-learner is itself cross-validated over the pooled out-of-fold predictions on the
+same folds. ``train`` then refits every learner on all rows with the capacity the
+folds chose (see :func:`refit_params`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners import LEARNERS, Learner
-from modeling.learners.meta import MetaLearner
-from modeling.selection import ALL_COLUMNS, select_columns
+from modeling.learners.meta import logit
+from modeling.schema import ALL_COLUMNS
+from modeling.training.selection import select_columns
 
 Progress = Callable[[str], None]
+Params = Mapping[str, Any]
 
 
-def _silent(_: str) -> None:
+def silent(_: str) -> None:
     """Discard progress messages."""
-
-
-@dataclass
-class Stack:
-    """Fitted base learners and the meta-learner that combines them."""
-
-    learners: dict[str, Learner]
-    meta: MetaLearner
-    threshold: float = 0.5
-
-    def base_probabilities(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``(n, k)`` P(y = 1) of each base learner, in meta-learner order."""
-        return np.column_stack([self.learners[n].predict_proba(features) for n in self.meta.names])
-
-    def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1) of the stack."""
-        return self.meta.predict_proba(self.base_probabilities(features))
 
 
 @dataclass
@@ -43,10 +39,14 @@ class OutOfFold:
     """Out-of-fold predictions of a cross-validation run.
 
     Attributes:
+        names: the base learners, in the order of ``base``'s columns.
         base: ``(n, k)`` P(y = 1) of each base learner, each row predicted by the
             learners that did not see it.
         stack: P(y = 1) of the meta-learner, itself cross-validated over ``base``.
         folds: the fold index of every row.
+        seconds: fit time of each learner, summed over folds.
+        capacity: per learner, the capacity each fold settled on (rounds, leaves...).
+        columns: the columns each fold's selection kept.
 
     """
 
@@ -55,11 +55,13 @@ class OutOfFold:
     stack: NDArray[np.float64]
     folds: NDArray[np.intp]
     seconds: dict[str, float] = field(default_factory=dict)
+    capacity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    columns: list[tuple[int, ...]] = field(default_factory=list)
 
 
 def stratified_folds(target: NDArray[np.int_], n_folds: int, seed: int) -> NDArray[np.intp]:
     """Assign each row to one of ``n_folds`` folds, keeping the class balance."""
-    from sklearn.model_selection import StratifiedKFold  # training-only dependency
+    from sklearn.model_selection import StratifiedKFold
 
     folds = np.empty(len(target), dtype=np.intp)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -68,86 +70,136 @@ def stratified_folds(target: NDArray[np.int_], n_folds: int, seed: int) -> NDArr
     return folds
 
 
-def make_learner(
-    name: str, params: Mapping[str, Mapping[str, Any]], columns: tuple[int, ...] = ALL_COLUMNS
-) -> Learner:
-    """A fresh, unfitted learner on ``columns`` with its parameters from ``params[name]``."""
-    return LEARNERS[name](columns=columns, **dict(params.get(name, {})))
+def stopping_rows(target: NDArray[np.int_], share: float, seed: int) -> NDArray[np.bool_]:
+    """A stratified ``share`` of the rows, set aside for early stopping and selection."""
+    from sklearn.model_selection import train_test_split
+
+    _, stop = train_test_split(
+        np.arange(len(target)), test_size=share, stratify=target, random_state=seed
+    )
+    mask = np.zeros(len(target), dtype=bool)
+    mask[stop] = True
+    return mask
 
 
-def fold_columns(
+def candidates(learner_params: Params) -> list[dict[str, Any]]:
+    """Every combination of a learner's ``search`` grid merged into its fixed parameters."""
+    fixed = {k: v for k, v in learner_params.items() if k != "search"}
+    grid: Mapping[str, Sequence[Any]] = learner_params.get("search", {})
+    return [{**fixed, **dict(zip(grid, values, strict=True))} for values in product(*grid.values())]
+
+
+def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
+    name: str,
+    params: Params,
+    columns: tuple[int, ...],
     features: NDArray[np.float64],
     target: NDArray[np.int_],
-    params: Mapping[str, Any],
-    seed: int,
-) -> tuple[int, ...]:
-    """The columns :func:`~modeling.selection.select_columns` keeps on these rows."""
-    return select_columns(features, target, dict(params.get("selection", {})), seed)
+    stop: NDArray[np.bool_],
+) -> tuple[Learner, dict[str, Any]]:
+    """Fit ``name`` on the rows outside ``stop``, choosing its capacity on the ``stop`` rows.
+
+    Each candidate of the learner's search grid is early-stopped on the ``stop`` rows;
+    the one with the best AUC there wins. Returns it and the capacity it settled on.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    validation = (features[stop], target[stop])
+    best: tuple[float, Learner, dict[str, Any]] | None = None
+    grid = params.get(name, {}).get("search", {})
+    for option in candidates(params.get(name, {})):
+        learner = LEARNERS[name](columns=columns, **option)
+        learner.fit(features[~stop], target[~stop], validation)
+        score = float(roc_auc_score(validation[1], learner.predict_proba(validation[0])))
+        chosen = {**{key: option[key] for key in grid}, **learner.capacity()}
+        if best is None or score > best[0]:
+            best = (score, learner, chosen)
+    assert best is not None
+    return best[1], best[2]
 
 
 def out_of_fold(
     features: NDArray[np.float64],
     target: NDArray[np.int_],
-    params: Mapping[str, Mapping[str, Any]],
+    params: Params,
     *,
-    n_folds: int = 5,
+    names: Sequence[str] = tuple(LEARNERS),
     seed: int = 0,
-    progress: Progress = _silent,
+    folds: NDArray[np.intp] | None = None,
+    progress: Progress = silent,
 ) -> OutOfFold:
-    """Cross-validate every base learner and the meta-learner on the same folds.
+    """Cross-validate the base learners ``names`` and their stack on the same folds.
 
-    Column selection is part of what is cross-validated: it is refitted on each
-    fold's training rows, so held-out rows never influence which columns are used.
+    ``folds`` (a fold index per row) defaults to ``params["folds"]`` stratified folds.
     """
-    names = list(LEARNERS)
-    folds = stratified_folds(target, n_folds, seed)
+    if folds is None:
+        folds = stratified_folds(target, int(params["folds"]), seed)
+    n_folds = int(folds.max()) + 1
     base = np.empty((len(target), len(names)))
-    seconds = dict.fromkeys(names, 0.0)
+    result = OutOfFold(list(names), base, np.empty(0), folds, dict.fromkeys(names, 0.0))
+    result.capacity = {name: [] for name in names}
     for k in range(n_folds):
         train, held_out = folds != k, folds == k
-        columns = fold_columns(features[train], target[train], params, seed)
-        progress(f"fold {k + 1}/{n_folds}: {len(columns)} columns selected")
+        x, y = features[train], target[train]
+        stop = stopping_rows(y, float(params["stop_share"]), seed + k)
+        columns = select_columns(x, y, stop, params.get("selection", {}), seed)
+        result.columns.append(columns)
+        progress(f"fold {k + 1}/{n_folds}: {len(columns)} columns kept")
         for j, name in enumerate(names):
             started = time.perf_counter()
-            progress(f"{name}: fold {k + 1}/{n_folds}")
-            learner = make_learner(name, params, columns).fit(features[train], target[train])
+            learner, chosen = fit_learner(name, params, columns, x, y, stop)
             base[held_out, j] = learner.predict_proba(features[held_out])
-            seconds[name] += time.perf_counter() - started
-    stack = np.empty(len(target))
-    for k in range(n_folds):
-        train, held_out = folds != k, folds == k
-        meta = MetaLearner(names).fit(base[train], target[train])
-        stack[held_out] = meta.predict_proba(base[held_out])
-    return OutOfFold(names=names, base=base, stack=stack, folds=folds, seconds=seconds)
+            result.seconds[name] += time.perf_counter() - started
+            result.capacity[name].append(chosen)
+            progress(f"{name}: fold {k + 1}/{n_folds} {chosen}")
+    result.stack = stack_out_of_fold(base, target, folds)
+    return result
 
 
-def best_f1_threshold(probability: NDArray[np.float64], target: NDArray[np.int_]) -> float:
-    """The probability cut-off that maximises F1 on the given predictions."""
-    order = np.argsort(-probability)
-    hits = np.cumsum(target[order])
-    precision = hits / np.arange(1, len(order) + 1)
-    recall = hits / max(int(target.sum()), 1)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(probability[order][int(np.argmax(f1))])
+def stack_out_of_fold(
+    base: NDArray[np.float64], target: NDArray[np.int_], folds: NDArray[np.intp]
+) -> NDArray[np.float64]:
+    """The meta-learner's own out-of-fold predictions over ``base``, on the same folds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
+    predicted = cross_val_predict(
+        LogisticRegression(max_iter=1000),
+        logit(base),
+        target,
+        cv=PredefinedSplit(folds),
+        method="predict_proba",
+    )
+    return np.asarray(predicted[:, 1], dtype=np.float64)
 
 
-def fit_stack(
-    features: NDArray[np.float64],
-    target: NDArray[np.int_],
-    params: Mapping[str, Mapping[str, Any]],
-    oof: OutOfFold,
-    *,
-    seed: int = 0,
-    progress: Progress = _silent,
-) -> Stack:
-    """Fit the meta-learner on ``oof`` and refit every base learner on all rows.
+def refit_params(params: Params, oof: OutOfFold) -> dict[str, Any]:
+    """Each learner's parameters for the final refit, from what the folds chose.
 
-    The decision threshold is the one that maximises F1 on the out-of-fold stack.
+    The grid choice is the one most folds made; the rounds are the median of the
+    early-stopped rounds of the folds that made it (the refit has no rows to stop on).
     """
-    meta = MetaLearner(oof.names).fit(oof.base, target)
-    columns = fold_columns(features, target, params, seed)
-    learners = {}
+    refit = {key: value for key, value in params.items() if key not in oof.names}
     for name in oof.names:
-        progress(f"{name}: refit on all {len(target)} rows, {len(columns)} columns")
-        learners[name] = make_learner(name, params, columns).fit(features, target)
-    return Stack(learners, meta, threshold=best_f1_threshold(oof.stack, target))
+        fixed = {k: v for k, v in params.get(name, {}).items() if k != "search"}
+        grid = list(params.get(name, {}).get("search", {}))
+        folds = oof.capacity[name]
+        choice = Counter(tuple(fold[key] for key in grid) for fold in folds).most_common(1)[0][0]
+        agreeing = [fold for fold in folds if tuple(fold[key] for key in grid) == choice]
+        rounds = {
+            key: max(1, int(np.median([fold[key] for fold in agreeing])))
+            for key in folds[0]
+            if key not in grid
+        }
+        refit[name] = {**fixed, **dict(zip(grid, choice, strict=True)), **rounds}
+    return refit
+
+
+def columns_for_all_rows(
+    features: NDArray[np.float64], target: NDArray[np.int_], params: Params, seed: int
+) -> tuple[int, ...]:
+    """The columns the selection keeps when it sees every row (for the final refit)."""
+    if not params.get("selection"):
+        return ALL_COLUMNS
+    stop = stopping_rows(target, float(params["stop_share"]), seed)
+    return select_columns(features, target, stop, params["selection"], seed)

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.baseline import ClassicBaseModel
-from modeling.evaluation import brier, reliability, roc_points, summarise_auc
 from modeling.learners import LightGBMLearner
 from modeling.learners.meta import MetaLearner
-from modeling.stacking import OutOfFold, Progress
-from modeling.training import TrainingSet, cross_validate, cv_metrics
+from modeling.training.baseline import ClassicBaseModel
+from modeling.training.crossval import OutOfFold, Progress, out_of_fold, refit_params
+from modeling.training.evaluation import brier, reliability, roc_points, summarise_auc
+from modeling.training.fit import TrainingSet
+from modeling.training.peers import peers_out_of_fold
 
 CLASSIC = "classic base model"
 
@@ -55,7 +56,7 @@ def _figures(
 
     figure.savefig(directory / paths["roc"], dpi=130, bbox_inches="tight")
     figure, axis = plt.subplots(figsize=(5.5, 5))
-    predicted, observed, _ = reliability(data.target, scores["stack"], bins=15)
+    predicted, observed = reliability(data.target, scores["stack"], bins=15)
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axis.plot(predicted, observed, marker="o")
     axis.set(
@@ -81,7 +82,8 @@ def _figures(
 
 
 def _importance(data: TrainingSet, params: dict[str, Any]) -> list[tuple[str, float]]:
-    learner = LightGBMLearner(**params["lightgbm"]).fit(data.features, data.target)
+    """Share of total gain of each column in a LightGBM refitted with ``params``."""
+    learner = LightGBMLearner(**params).fit(data.features, data.target)
     gain = learner.feature_importance()
     total = max(sum(gain.values()), 1e-12)
     return sorted(
@@ -109,27 +111,36 @@ def _table(metrics: dict[str, dict[str, float]], briers: dict[str, float]) -> li
     return lines
 
 
+def compare(
+    data: TrainingSet, params: dict[str, Any], *, seed: int, progress: Progress
+) -> tuple[OutOfFold, dict[str, NDArray[np.float64]]]:
+    """Out-of-fold predictions of the classic model, the peers, every learner and the stack.
+
+    All on the folds of the one cross-validation, :func:`.crossval.out_of_fold`.
+    """
+    oof = out_of_fold(data.features, data.target, params, seed=seed, progress=progress)
+    progress("classic base model")
+    scores = {
+        CLASSIC: classic_out_of_fold(data, oof.folds),
+        **peers_out_of_fold(data.features, data.target, oof.folds, seed=seed, progress=progress),
+        **{n: oof.base[:, j] for j, n in enumerate(oof.names)},
+        "stack": oof.stack,
+    }
+    return oof, scores
+
+
 def write_report(
     data: TrainingSet, params: dict[str, Any], path: Path, seed: int, progress: Progress
 ) -> Path:
     """Cross-validate everything on shared folds and write the Markdown report at ``path``."""
     started = time.perf_counter()
-    oof: OutOfFold = cross_validate(data, params, seed=seed, progress=progress)
-    progress("classic base model")
-    classic = classic_out_of_fold(data, oof.folds)
-    metrics = {
-        CLASSIC: summarise_auc(data.target, classic, oof.folds).as_dict(),
-        **cv_metrics(oof, data.target),
-    }
-    scores = {
-        CLASSIC: classic,
-        **{n: oof.base[:, j] for j, n in enumerate(oof.names)},
-        "stack": oof.stack,
-    }
+    oof, scores = compare(data, params, seed=seed, progress=progress)
+    metrics = {n: summarise_auc(data.target, s, oof.folds).as_dict() for n, s in scores.items()}
     briers = {name: brier(data.target, score) for name, score in scores.items()}
     weights = MetaLearner(oof.names).fit(oof.base, data.target).weights()
+    refit = refit_params(params, oof)
     progress("feature importance")
-    importance = _importance(data, params)
+    importance = _importance(data, refit["lightgbm"])
     figures = _figures(data, scores, importance, weights, path.parent / "figures")
     lines = [
         "# Model report",
@@ -150,6 +161,11 @@ def write_report(
         + ", ".join(f"{name} {seconds:.0f}" for name, seconds in oof.seconds.items())
         + ".",
         "",
+        "Capacity the folds chose (each fold early-stops on a share of its own training "
+        "rows), as used by the refit: "
+        + "; ".join(f"{name} {refit[name]}" for name in oof.names)
+        + f". Columns kept per fold: {[len(c) for c in oof.columns]}.",
+        "",
         f"![ROC curves](figures/{figures['roc']})",
         "",
         f"![Calibration](figures/{figures['calibration']})",
@@ -162,7 +178,8 @@ def write_report(
         + ", ".join(f"{name} ({share:.1%})" for name, share in importance[:10])
         + ".",
         "",
-        "Parameters: `modeling/params.json` (profile `default`).",
+        "Parameters: `modeling/training/params.json` (profile `default`): fixed values "
+        "and the search ranges the folds choose from.",
         "",
         f"_Report computed in {time.perf_counter() - started:.0f} s._",
         "",
