@@ -128,7 +128,10 @@ def _clean_column(column: str, values: Any, n_rows: int) -> tuple[NDArray[np.flo
     """Clean one column; return its values, missing count and unrecognised count."""
     if values is None:
         return np.full(n_rows, np.nan), n_rows, 0
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except UnicodeDecodeError:  # non-ASCII bytes beside str: numpy cannot unify them
+        array = np.asarray(values, dtype=object)
     if array.shape != (n_rows,):
         raise ValueError(f"column {column} has {array.size} values, expected {n_rows}")
     kind = KINDS[column]
