@@ -105,17 +105,17 @@ def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
     from sklearn.metrics import roc_auc_score
 
     validation = (features[stop], target[stop])
-    best: tuple[float, Learner, dict[str, Any]] | None = None
     grid = params.get(name, {}).get("search", {})
+    fitted = []
     for option in candidates(params.get(name, {})):
         learner = LEARNERS[name](columns=columns, **option)
         learner.fit(features[~stop], target[~stop], validation)
         score = float(roc_auc_score(validation[1], learner.predict_proba(validation[0])))
-        chosen = {**{key: option[key] for key in grid}, **learner.capacity()}
-        if best is None or score > best[0]:
-            best = (score, learner, chosen)
-    assert best is not None
-    return best[1], best[2]
+        fitted.append(
+            (score, learner, {**{key: option[key] for key in grid}, **learner.capacity()})
+        )
+    _, best, chosen = max(fitted, key=lambda result: result[0])  # the first of equals
+    return best, chosen
 
 
 def out_of_fold(
