@@ -108,7 +108,7 @@ def model_floor(bundle: Path, rows: list[dict[str, str]]) -> dict[str, Any] | No
     """The in-process predictor on the rows: median seconds for all and for one, answers."""
     if not (bundle / "manifest.json").exists():
         return None
-    from modeling.bundle import load_bundle  # bench only: the gateway never imports modeling
+    from modeling.predictor import load_bundle  # bench only: the gateway never imports modeling
 
     predictor = load_bundle(bundle)
     columns = as_served(rows)

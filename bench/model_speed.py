@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling.bundle import load_bundle
-from modeling.data import read_csv
+from modeling.predictor import load_bundle
 from modeling.schema import TEXT_COLUMNS
+from modeling.training.data import read_csv
 
 
 def _missing(value: object) -> bool:

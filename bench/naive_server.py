@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from modeling.bundle import load_bundle
+from modeling.predictor import load_bundle
 
 
 def create_app(bundle: Path) -> Flask:

@@ -28,8 +28,8 @@ from inference.dataplane import DataPlane
 from inference.metrics import Metrics
 from inference.servicer import InferenceServicer
 from inference.tensors import Limits
-from modeling.bundle import BundleError, load_bundle
-from modeling.predictor import Predictor
+from modeling.bundle import BundleError
+from modeling.predictor import Predictor, load_bundle
 from proto import inference_pb2, inference_pb2_grpc
 from proto.codec import SERVICE_NAME
 

@@ -1,7 +1,7 @@
-"""Entry point of ``python -m modeling``."""
+"""Entry point of ``python -m modeling`` (the training command line)."""
 
 import sys
 
-from modeling.cli import main
+from modeling.training.cli import main
 
 sys.exit(main())

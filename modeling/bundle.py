@@ -14,15 +14,12 @@ import platform
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modeling.learners import LEARNERS
 from modeling.learners.meta import MetaLearner
 from modeling.schema import COLUMNS, KINDS, VOCABULARIES
-from modeling.stacking import Stack
-
-if TYPE_CHECKING:
-    from modeling.predictor import Predictor
+from modeling.stack import Stack
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -130,10 +127,3 @@ def load_stack(directory: Path) -> tuple[Stack, dict[str, Any]]:
     except (KeyError, ValueError, OSError) as error:
         raise BundleError(f"bundle {directory} could not be loaded: {error}") from error
     return Stack(learners, meta, threshold=float(manifest["threshold"])), manifest
-
-
-def load_bundle(directory: Path | str) -> Predictor:
-    """Load a verified bundle as a :class:`~modeling.predictor.Predictor`."""
-    from modeling.predictor import Predictor
-
-    return Predictor.from_bundle(Path(directory))

@@ -136,7 +136,7 @@ def _clean_column(column: str, values: Any, n_rows: int) -> tuple[NDArray[np.flo
         return np.full(n_rows, np.nan), n_rows, 0
     try:
         array = np.asarray(values)
-    except UnicodeDecodeError:  # str and non-ASCII bytes in one list: keep them as they are
+    except UnicodeDecodeError:  # non-ASCII bytes beside str: numpy cannot unify them
         array = np.asarray(values, dtype=object)
     if array.shape != (n_rows,):
         raise ValueError(f"column {column} has {array.size} values, expected {n_rows}")

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from modeling.bundle import load_stack
 from modeling.cleaning import CleanBatch, clean
-from modeling.stacking import Stack
+from modeling.stack import Stack
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Prediction:
 
 
 class Predictor:
-    """Scores raw rows with a fitted :class:`~modeling.stacking.Stack`.
+    """Scores raw rows with a fitted :class:`~modeling.stack.Stack`.
 
     Attributes:
         name: the bundle's name (its directory name).
@@ -76,3 +76,8 @@ class Predictor:
             raise ArithmeticError(f"the model gave a non-finite probability for rows {rows}")
         label = (probability >= self.threshold).astype(np.int64)
         return Prediction(probability, label, batch)
+
+
+def load_bundle(directory: Path | str) -> Predictor:
+    """Load a verified bundle as a :class:`Predictor`."""
+    return Predictor.from_bundle(Path(directory))

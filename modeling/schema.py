@@ -26,6 +26,8 @@ class Kind(StrEnum):
 
 TARGET = "y"
 COLUMNS: tuple[str, ...] = tuple(f"x{i}" for i in range(100))
+ALL_COLUMNS: tuple[int, ...] = tuple(range(len(COLUMNS)))
+"""Indices of every column of the cleaned matrix (a learner's default input)."""
 
 VOCABULARIES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
     {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling.cli import main as modeling_main
+from modeling.training.cli import main as modeling_main
 
 
 @pytest.fixture(scope="session")

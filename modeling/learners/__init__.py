@@ -1,8 +1,9 @@
 """Base learners and the meta-learner, each saved in a native, non-executable format.
 
-Every learner takes the cleaned ``(n, 100)`` matrix from :mod:`modeling.cleaning`
-(plus engineered columns from :mod:`modeling.features`), so all of them see exactly
-the same input in training and in serving.
+Every learner takes the cleaned ``(n, 100)`` matrix from :mod:`modeling.cleaning` and
+picks its own columns from it, so all of them see exactly the same input in training
+and in serving. Fitting imports scikit-learn lazily; scoring needs only numpy and the
+boosting libraries.
 """
 
 from modeling.learners.base import Learner

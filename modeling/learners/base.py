@@ -10,8 +10,10 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.schema import CATEGORY_INDEX, COLUMNS
-from modeling.selection import ALL_COLUMNS
+from modeling.schema import ALL_COLUMNS, CATEGORY_INDEX, COLUMNS
+
+Validation = tuple[NDArray[np.float64], NDArray[np.int_]]
+"""Rows held out of a fit for early stopping: (features, 0/1 target)."""
 
 
 class Learner(ABC):
@@ -20,8 +22,9 @@ class Learner(ABC):
     Subclasses take their hyper-parameters as keyword arguments (stored in
     ``params``), learn in :meth:`fit`, and persist themselves with :meth:`save` into
     files of their own native format (never pickle). ``columns`` are the indices of
-    the cleaned matrix the learner uses (see :mod:`modeling.selection`); it always
-    receives the whole matrix and takes its columns itself.
+    the cleaned matrix the learner uses (chosen in training by
+    :mod:`modeling.training.selection`); it always receives the whole matrix and takes
+    its columns itself.
     """
 
     name: ClassVar[str]
@@ -44,8 +47,21 @@ class Learner(ABC):
         return [COLUMNS[c] for c in self.columns]
 
     @abstractmethod
-    def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
-        """Learn from ``features`` (n, d) and the 0/1 ``target`` (n,)."""
+    def fit(
+        self,
+        features: NDArray[np.float64],
+        target: NDArray[np.int_],
+        validation: Validation | None = None,
+    ) -> Self:
+        """Learn from ``features`` (n, d) and the 0/1 ``target`` (n,).
+
+        ``validation`` (features, target) are rows kept out of fitting on which a
+        boosting learner stops adding trees; a learner without rounds fits on them too.
+        """
+
+    def capacity(self) -> dict[str, int]:
+        """The capacity the fit settled on (e.g. boosting rounds); empty when fixed."""
+        return {}
 
     @abstractmethod
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -9,7 +9,7 @@ import numpy as np
 from catboost import CatBoostClassifier, FeaturesData, Pool
 from numpy.typing import NDArray
 
-from modeling.learners.base import Learner
+from modeling.learners.base import Learner, Validation
 from modeling.schema import COLUMNS
 
 _MISSING_CATEGORY = "missing"
@@ -49,11 +49,33 @@ class CatBoostLearner(Learner):
     def _category_columns(self) -> list[int]:
         return [self.columns[i] for i in self.categorical]
 
-    def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
-        """Train on all rows."""
+    def fit(
+        self,
+        features: NDArray[np.float64],
+        target: NDArray[np.int_],
+        validation: Validation | None = None,
+    ) -> Self:
+        """Train ``iterations`` trees, or until the ``validation`` loss stops improving.
+
+        ``early_stopping_rounds`` is the patience; the model keeps its best iteration.
+        """
         params = {"random_seed": 0, "verbose": 0, "allow_writing_files": False, **self.params}
-        self._model = CatBoostClassifier(**params).fit(self._pool(features, target))
+        patience = int(params.pop("early_stopping_rounds", 100))
+        model = CatBoostClassifier(**params)
+        if validation is None:
+            self._model = model.fit(self._pool(features, target))
+        else:
+            self._model = model.fit(
+                self._pool(features, target),
+                eval_set=self._pool(*validation),
+                early_stopping_rounds=patience,
+                use_best_model=True,
+            )
         return self
+
+    def capacity(self) -> dict[str, int]:
+        """``iterations``: the number of trees the model kept."""
+        return {"iterations": int(self.model.tree_count_)}
 
     @property
     def model(self) -> CatBoostClassifier:

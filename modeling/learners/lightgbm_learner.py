@@ -9,15 +9,16 @@ import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.learners.base import Learner
+from modeling.learners.base import Learner, Validation
 from modeling.schema import COLUMNS
 
 
 class LightGBMLearner(Learner):
     """LightGBM binary classifier; saved as LightGBM's own text model format.
 
-    ``num_boost_round`` sets the number of trees; every other parameter is passed to
-    :func:`lightgbm.train` as it is. The model file names its input columns, which is
+    ``num_boost_round`` sets the number of trees (the most, with validation rows, where
+    ``early_stopping_rounds`` rounds without progress stop it); every other parameter
+    is passed to :func:`lightgbm.train` as it is. The model file names its input columns, which is
     how :meth:`load` recovers them.
     """
 
@@ -25,19 +26,49 @@ class LightGBMLearner(Learner):
     filename: ClassVar[str] = "lightgbm.txt"
     _booster: lgb.Booster | None = None
 
-    def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
-        """Train on all rows for ``num_boost_round`` rounds."""
+    def fit(
+        self,
+        features: NDArray[np.float64],
+        target: NDArray[np.int_],
+        validation: Validation | None = None,
+    ) -> Self:
+        """Train for ``num_boost_round`` rounds, or until ``validation`` AUC stops improving."""
         params = {"objective": "binary", "verbosity": -1, "seed": 0, **self.params}
         rounds = int(params.pop("num_boost_round", 500))
-        dataset = lgb.Dataset(
+        patience = int(params.pop("early_stopping_rounds", 50))
+        dataset = self._dataset(features, target)
+        if validation is None:
+            self._booster = lgb.train(params, dataset, num_boost_round=rounds)
+            return self
+        stop = self._dataset(*validation, reference=dataset)
+        self._booster = lgb.train(
+            {**params, "metric": "auc"},
+            dataset,
+            num_boost_round=rounds,
+            valid_sets=[stop],
+            callbacks=[lgb.early_stopping(patience, verbose=False)],
+        )
+        return self
+
+    def _dataset(
+        self,
+        features: NDArray[np.float64],
+        target: NDArray[np.int_],
+        reference: lgb.Dataset | None = None,
+    ) -> lgb.Dataset:
+        return lgb.Dataset(
             features[:, self.columns],
             label=target,
             feature_name=self.column_names,
             categorical_feature=self.categorical,
+            reference=reference,
             free_raw_data=True,
         )
-        self._booster = lgb.train(params, dataset, num_boost_round=rounds)
-        return self
+
+    def capacity(self) -> dict[str, int]:
+        """``num_boost_round``: the best round when early-stopped, else every round."""
+        best = self.booster.best_iteration
+        return {"num_boost_round": int(best or self.booster.current_iteration())}
 
     @property
     def booster(self) -> lgb.Booster:

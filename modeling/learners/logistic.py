@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.learners.base import Learner
+from modeling.learners.base import Learner, Validation
 from modeling.learners.mixture import MixtureRatio
 from modeling.schema import COLUMNS, VOCABULARIES
 
@@ -132,9 +132,21 @@ class LogisticLearner(Learner):
     coef: NDArray[np.float64] = np.empty(0)
     intercept: float = 0.0
 
-    def fit(self, features: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
-        """Fit the expansion, then the coefficients (lbfgs)."""
+    def fit(
+        self,
+        features: NDArray[np.float64],
+        target: NDArray[np.int_],
+        validation: Validation | None = None,
+    ) -> Self:
+        """Fit the expansion, then the coefficients (lbfgs), on all rows given.
+
+        There are no rounds to stop, so ``validation`` rows are simply fitted too.
+        """
         from sklearn.linear_model import LogisticRegression  # training-only dependency
+
+        if validation is not None:
+            features = np.concatenate([features, validation[0]])
+            target = np.concatenate([target, validation[1]])
 
         self._design = _Design.fit(features, target, self.columns, self.params)
         model = LogisticRegression(

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from modeling.synthetic import synthetic_records
+from modeling.training.synthetic import synthetic_records
 from tests.integration.conftest import (
     START_INFERENCE,
     ManagedProcess,

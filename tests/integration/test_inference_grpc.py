@@ -15,10 +15,9 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from modeling.bundle import load_bundle
-from modeling.predictor import Predictor
+from modeling.predictor import Predictor, load_bundle
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
-from modeling.synthetic import synthetic_table
+from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from tests.integration.conftest import ManagedProcess, StartInference, infer_request, oip_columns

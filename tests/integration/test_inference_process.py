@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 
-from modeling.bundle import load_bundle
-from modeling.synthetic import synthetic_table
+from modeling.predictor import load_bundle
+from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from tests.integration.conftest import StartInference, free_port, infer_request, oip_columns

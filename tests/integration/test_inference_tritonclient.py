@@ -9,8 +9,8 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from modeling.bundle import load_bundle
-from modeling.synthetic import synthetic_table
+from modeling.predictor import load_bundle
+from modeling.training.synthetic import synthetic_table
 from tests.integration.conftest import ManagedProcess, oip_columns
 
 pytestmark = pytest.mark.integration

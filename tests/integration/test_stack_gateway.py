@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from modeling.cli import main as modeling_main
-from modeling.synthetic import synthetic_records
+from modeling.training.cli import main as modeling_main
+from modeling.training.synthetic import synthetic_records
 from tests.integration.conftest import ManagedProcess, StartInference, free_port, wait_until
 from tests.integration.gateway_helpers import (
     JSON,

@@ -4,10 +4,11 @@ import shutil
 import numpy as np
 import pytest
 
-from modeling.bundle import MANIFEST, BundleError, load_bundle, read_manifest
-from modeling.cli import main
+from modeling.bundle import MANIFEST, BundleError, read_manifest
+from modeling.predictor import load_bundle
 from modeling.schema import COLUMNS
-from modeling.synthetic import synthetic_records, synthetic_table
+from modeling.training.cli import main
+from modeling.training.synthetic import synthetic_records, synthetic_table
 
 
 @pytest.fixture

@@ -136,3 +136,11 @@ def test_numeric_strings_with_blanks_parse_column_wise():
 def test_a_column_of_the_wrong_length_is_refused():
     with pytest.raises(ValueError, match="x0 has 2 values, expected 3"):
         clean({"x0": [1.0, 2.0]}, 3)
+
+
+def test_non_ascii_bytes_beside_text_are_unrecognised_not_an_error():
+    # found by hypothesis: numpy could not build one array from [b"\x80", ""]
+    batch = clean({"x37": [b"\x80", ""]}, 2)
+    assert np.isnan(batch.matrix[:, 37]).all()
+    assert batch.missing["x37"] == 1
+    assert batch.unrecognised["x37"] == 1

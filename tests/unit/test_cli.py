@@ -1,14 +1,17 @@
 import csv
+import json
 
 import pytest
 
-from modeling.cli import main
 from modeling.schema import COLUMNS
-from modeling.synthetic import synthetic_table
+from modeling.training.cli import main
+from modeling.training.synthetic import synthetic_table
 
 
-def _write_csv(path, n_rows, with_target=True, drop=()):
+def _write_csv(path, n_rows, with_target=True, drop=(), positives=None):
     columns, target = synthetic_table(n_rows, seed=11)
+    if positives is not None:
+        target = [int(i < positives) for i in range(n_rows)]
     header = [c for c in COLUMNS if c not in drop] + (["y"] if with_target else [])
     with path.open("w", newline="") as stream:
         writer = csv.writer(stream)
@@ -81,7 +84,49 @@ def test_unreadable_file_and_missing_bundle_are_one_line_errors(tmp_path, capsys
 
 
 def test_unknown_profile_is_refused():
-    from modeling.params import load_params
+    from modeling.training.params import load_params
 
     with pytest.raises(KeyError, match="no parameter profile 'turbo'"):
         load_params("turbo")
+
+
+@pytest.mark.parametrize("profile", ["quick", "default"])
+def test_training_refuses_too_few_rows_in_one_line(tmp_path, capsys, profile):
+    # issue #12 item 9: 50 rows with 7 positives gave a traceback (n_components = 8,
+    # n_samples = 6) with the default profile, and a bundle of CV AUC 0.66 with quick.
+    data = _write_csv(tmp_path / "small.csv", 50, positives=7)
+    out = tmp_path / "bundle"
+    code = main(["train", "--train", str(data), "--profile", profile, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: too few rows to learn from: 7 rows of class y=1" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("encoding", "name"), [("utf-16", "UTF-16"), ("utf-32", "UTF-32")])
+def test_training_names_an_encoding_it_cannot_read(tmp_path, capsys, encoding, name):
+    data = _write_csv(tmp_path / "rows.csv", 20)
+    data.write_bytes(data.read_text().encode(encoding))  # with its byte-order mark
+    assert main(["train", "--train", str(data), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {data} is {name} text; save it as UTF-8 CSV and try again"
+
+
+def test_training_names_a_file_that_is_not_utf8(tmp_path, capsys):
+    data = _write_csv(tmp_path / "rows.csv", 20)
+    data.write_bytes(data.read_text().encode("utf-8").replace(b"monday", b"m\xf6nday", 1))
+    assert main(["train", "--train", str(data), "--out", str(tmp_path / "b")]) == 2
+    assert "is not UTF-8 text (byte 0xf6 at offset" in capsys.readouterr().err
+
+
+def test_training_warns_loudly_when_the_interval_is_too_wide_to_trust(tmp_path, capsys):
+    data = _write_csv(tmp_path / "few.csv", 200)
+    out = tmp_path / "bundle"
+    assert main(["train", "--train", str(data), "--profile", "quick", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "*** WARNING: the stack's cross-validated AUC" in err
+    assert "too few rows to trust" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["warnings"]) == 1
+    assert "wider than 0.05" in manifest["warnings"][0]

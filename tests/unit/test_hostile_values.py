@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeling.bundle import load_bundle
 from modeling.cleaning import MAX_ABS_VALUE, clean
+from modeling.predictor import load_bundle
 from modeling.schema import NUMERIC_COLUMNS
 
 EXTREMES = [1e155, -1e200, 1e308, -1e308, np.inf, 3.5e38, -MAX_ABS_VALUE]

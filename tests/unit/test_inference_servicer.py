@@ -13,14 +13,13 @@ from inference.config import Settings
 from inference.dataplane import DataPlane
 from inference.metrics import Metrics
 from inference.servicer import SERVER_NAME, InferenceServicer
-from modeling.bundle import load_bundle
 from modeling.cleaning import MISSING_TEXT as CLEANING_MISSING
-from modeling.predictor import Prediction, Predictor
+from modeling.predictor import Prediction, Predictor, load_bundle
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
-from modeling.synthetic import synthetic_table
+from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
 from proto.codec import MISSING_TEXT, decode_texts
-from tests.integration.conftest import infer_request, oip_columns
+from tests.oip import infer_request, oip_columns
 
 
 class AbortedError(Exception):

@@ -1,11 +1,18 @@
+import pickle
+import pickletools
+
 import numpy as np
 import pytest
 
 from modeling.cleaning import clean
 from modeling.learners import LEARNERS
 from modeling.learners.meta import MetaLearner, logit
-from modeling.params import load_params
-from modeling.synthetic import synthetic_table
+from modeling.training.crossval import candidates
+from modeling.training.params import load_params
+from modeling.training.synthetic import synthetic_table
+
+QUICK = {name: candidates(load_params("quick")[name])[0] for name in LEARNERS}
+"""One fixed set of parameters per learner: the first option of the quick profile."""
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +24,7 @@ def data():
 @pytest.mark.parametrize("name", list(LEARNERS))
 def test_learner_learns_and_round_trips_through_its_native_file(name, data, tmp_path):
     features, target = data
-    learner = LEARNERS[name](**load_params("quick")[name]).fit(features[:1000], target[:1000])
+    learner = LEARNERS[name](**QUICK[name]).fit(features[:1000], target[:1000])
     probability = learner.predict_proba(features[1000:])
     assert probability.shape == (500,)
     assert ((probability > 0) & (probability < 1)).all()
@@ -26,9 +33,26 @@ def test_learner_learns_and_round_trips_through_its_native_file(name, data, tmp_
     assert positives.mean() > negatives.mean()
     path = learner.save(tmp_path)
     assert path.name == LEARNERS[name].filename
-    assert b"pickle" not in path.read_bytes()[:64]
+    assert not is_pickle(path.read_bytes())
     reloaded = LEARNERS[name].load(tmp_path)
     np.testing.assert_allclose(reloaded.predict_proba(features[1000:]), probability, rtol=1e-6)
+
+
+def is_pickle(data: bytes) -> bool:
+    """True when ``data`` parses as a whole pickle program (opcodes up to STOP)."""
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_is_pickle_catches_every_pickle_protocol(protocol):
+    payload = pickle.dumps({"coef": [1.0, 2.0], "name": "x"}, protocol=protocol)
+    assert is_pickle(payload)
+    assert not is_pickle(b'{"coef": [1.0, 2.0]}')
 
 
 @pytest.mark.parametrize("name", list(LEARNERS))
@@ -41,7 +65,7 @@ def test_learners_tolerate_all_missing_rows(data):
     features, target = data
     empty = np.full((3, features.shape[1]), np.nan)
     for name in LEARNERS:
-        learner = LEARNERS[name](**load_params("quick")[name]).fit(features, target)
+        learner = LEARNERS[name](**QUICK[name]).fit(features, target)
         assert np.isfinite(learner.predict_proba(empty)).all()
 
 
@@ -83,9 +107,7 @@ def test_learners_use_only_their_columns_and_remember_them(data, tmp_path):
     scrambled = features.copy()
     scrambled[:, [c for c in range(100) if c not in columns]] = 123.0  # ignored columns
     for name in LEARNERS:
-        learner = LEARNERS[name](columns=columns, **load_params("quick")[name]).fit(
-            features, target
-        )
+        learner = LEARNERS[name](columns=columns, **QUICK[name]).fit(features, target)
         np.testing.assert_allclose(
             learner.predict_proba(scrambled), learner.predict_proba(features), rtol=1e-12
         )
@@ -101,3 +123,31 @@ def test_logistic_with_a_mixture_feature_scores_like_its_design(data):
         1 + np.exp(-(learner.design.transform(features) @ learner.coef + learner.intercept))
     )
     np.testing.assert_allclose(learner.predict_proba(features), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "catboost"])
+def test_boosting_stops_early_on_noise_and_goes_on_with_signal(name, data):
+    features, target = data
+    params = {**QUICK[name], "learning_rate": 0.05}
+    params["num_boost_round" if name == "lightgbm" else "iterations"] = 400
+    shuffled = np.random.default_rng(0).permutation(target)
+    noise = LEARNERS[name](**params).fit(
+        features[:1000], shuffled[:1000], (features[1000:], shuffled[1000:])
+    )
+    signal = LEARNERS[name](**params).fit(
+        features[:1000], target[:1000], (features[1000:], target[1000:])
+    )
+    (rounds_noise,) = noise.capacity().values()
+    (rounds_signal,) = signal.capacity().values()
+    assert rounds_noise < rounds_signal
+    assert rounds_noise < 400  # stopped before the limit
+
+
+def test_logistic_fits_its_validation_rows_too(data):
+    features, target = data
+    both = LEARNERS["logistic"](**QUICK["logistic"]).fit(
+        features[:1000], target[:1000], (features[1000:], target[1000:])
+    )
+    whole = LEARNERS["logistic"](**QUICK["logistic"]).fit(features, target)
+    np.testing.assert_allclose(both.coef, whole.coef)
+    assert both.capacity() == {}

@@ -4,7 +4,8 @@ from sklearn.datasets import make_classification
 from sklearn.mixture import GaussianMixture
 
 from modeling.learners.mixture import MixtureRatio, _Mixture
-from modeling.selection import ALL_COLUMNS, explained_variance, select_columns
+from modeling.schema import ALL_COLUMNS
+from modeling.training.selection import explained_variance, select_columns
 
 
 def test_mixture_log_density_matches_scikit_learn():
@@ -56,16 +57,33 @@ def test_explained_variance_tells_the_redundant_block_from_noise():
     assert (r2[5:] < 0.05).all()
 
 
+SCREEN = {"min_r2": 0.5, "shadows": 20, "repeats": 3}
+
+
 def test_select_columns_keeps_the_block_the_strong_column_and_categories():
     matrix, target = _redundant_block()
-    kept = select_columns(matrix, target, {"min_r2": 0.5, "min_gain_share": 0.05})
+    kept = select_columns(matrix, target, _stop(target), SCREEN)
     assert {10, 20, 30, 35, 45, 40, 1, 54, 82, 84} <= set(kept)
-    assert len(kept) <= 14
+    assert len(kept) <= 20  # of the 90 pure-noise columns, at most 10 beat every shadow
+
+
+def test_select_columns_keeps_a_weak_unique_column_whose_removal_costs_auc():
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(size=(4000, 100))
+    matrix[:, [1, 54, 82, 84]] = rng.integers(0, 3, size=(4000, 4))
+    logit = 2.0 * matrix[:, 7] + 0.5 * matrix[:, 60] - 1.5  # x60: weak, echoed by nothing
+    target = (rng.random(4000) < 1 / (1 + np.exp(-logit))).astype(int)
+    kept = select_columns(matrix, target, _stop(target), SCREEN)
+    assert {7, 60} <= set(kept)
+
+
+def _stop(target):
+    return np.arange(len(target)) % 5 == 0
 
 
 def test_no_selection_parameters_keep_every_column():
     matrix, target = _redundant_block(n=200)
-    assert select_columns(matrix, target, {}) == ALL_COLUMNS
+    assert select_columns(matrix, target, _stop(target), {}) == ALL_COLUMNS
 
 
 @pytest.mark.parametrize("missing_rate", [0.0, 0.05])

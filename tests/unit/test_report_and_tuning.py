@@ -1,13 +1,12 @@
 import json
 
-import numpy as np
 import pytest
 
-from modeling.baseline import N_SELECTED, ClassicBaseModel
-from modeling.cli import main
-from modeling.params import load_params, store_params
-from modeling.synthetic import synthetic_table
-from modeling.training import training_set
+from modeling.training.baseline import N_SELECTED, ClassicBaseModel
+from modeling.training.cli import main
+from modeling.training.fit import training_set
+from modeling.training.params import load_params, store_params
+from modeling.training.synthetic import synthetic_table
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,16 @@ def test_evaluate_writes_the_report_with_figures(tmp_path, capsys):
     )
     assert code == 0
     text = report.read_text()
-    for row in ("classic base model", "logistic", "lightgbm", "catboost", "stack"):
+    for row in (
+        "classic base model",
+        "default xgboost",
+        "default lightgbm",
+        "default catboost",
+        "logistic",
+        "lightgbm",
+        "catboost",
+        "stack",
+    ):
         assert f"| {row} | **0." in text
     for figure in ("roc.png", "calibration.png", "importance.png", "stacking_weights.png"):
         assert (tmp_path / "docs" / "figures" / figure).stat().st_size > 1000
@@ -82,28 +90,39 @@ def test_store_params_replaces_one_learner(tmp_path):
 def test_tuning_spaces_produce_valid_learners(small_set):
     import optuna
 
-    from modeling.stacking import stratified_folds
-    from modeling.tuning import SPACES, cross_validated_auc
+    from modeling.training.tuning import SPACES, cross_validated_auc
 
-    folds = stratified_folds(small_set.target, 2, 0)
+    params = {**load_params("quick"), "folds": 2}
     for name, space in SPACES.items():
-        params = space(optuna.trial.FixedTrial(_smallest(name)))
-        value = cross_validated_auc(small_set, name, params, folds)
+        learner_params = space(optuna.trial.FixedTrial(_smallest(name)))
+        value = cross_validated_auc(small_set, name, learner_params, params, seed=0)
         assert 0.5 < value <= 1.0, name
-    assert np.isfinite(value)
+
+
+def test_tuning_scores_what_training_measures(small_set):
+    from modeling.training.crossval import out_of_fold
+    from modeling.training.evaluation import auc
+    from modeling.training.tuning import cross_validated_auc
+
+    params = {**load_params("quick"), "folds": 2}
+    learner_params = {"C": 0.5, "n_knots": 1, "n_components": 0, "max_iter": 500}
+    oof = out_of_fold(
+        small_set.features, small_set.target, {**params, "logistic": learner_params}, seed=0
+    )
+    tuned = cross_validated_auc(small_set, "logistic", learner_params, params, seed=0)
+    assert tuned == auc(small_set.target, oof.base[:, oof.names.index("logistic")])
 
 
 def _smallest(name):
     return {
         "logistic": {"C": 0.1, "n_knots": 1, "n_components": 2},
         "lightgbm": {
-            "num_boost_round": 200,
-            "learning_rate": 0.1,
+            "learning_rate": 0.2,
             "num_leaves": 7,
             "min_child_samples": 20,
             "feature_fraction": 0.5,
             "bagging_fraction": 0.8,
             "lambda_l2": 1.0,
         },
-        "catboost": {"iterations": 300, "learning_rate": 0.2, "depth": 4, "l2_leaf_reg": 3.0},
+        "catboost": {"learning_rate": 0.3, "depth": 4, "l2_leaf_reg": 3.0},
     }[name]

@@ -52,10 +52,16 @@ def _money(value: float) -> str:
     return f"({text})" if value < 0 else f"{text} "
 
 
-def synthetic_table(n_rows: int, seed: int = 0) -> tuple[dict[str, list[str]], NDArray[np.int_]]:
-    """Return ``n_rows`` rows as string columns (missing is ``""``) and their 0/1 labels."""
-    rng = np.random.default_rng(seed)
-    numbers = rng.normal(0.0, 10.0, size=(n_rows, len(COLUMNS)))
+def render(
+    numbers: NDArray[np.float64], rng: np.random.Generator
+) -> tuple[dict[str, list[str]], dict[str, NDArray[np.intp]]]:
+    """Write an ``(n, 100)`` matrix as the exercise's raw text columns.
+
+    Numbers become decimal text, ``x12`` money text (times 60), ``x79`` percent text
+    (over 500, two decimals: a binned value); category columns are drawn at random
+    from :data:`SPELLINGS` (their codes are returned too). A few cells go missing.
+    """
+    n_rows = len(numbers)
     columns: dict[str, list[str]] = {}
     codes: dict[str, NDArray[np.intp]] = {}
     for j, column in enumerate(COLUMNS):
@@ -73,6 +79,14 @@ def synthetic_table(n_rows: int, seed: int = 0) -> tuple[dict[str, list[str]], N
             values = [repr(float(v)) for v in numbers[:, j]]
         missing = rng.random(n_rows) < _MISSING_RATE
         columns[column] = ["" if gone else v for v, gone in zip(values, missing, strict=True)]
+    return columns, codes
+
+
+def synthetic_table(n_rows: int, seed: int = 0) -> tuple[dict[str, list[str]], NDArray[np.int_]]:
+    """Return ``n_rows`` rows as string columns (missing is ``""``) and their 0/1 labels."""
+    rng = np.random.default_rng(seed)
+    numbers = rng.normal(0.0, 10.0, size=(n_rows, len(COLUMNS)))
+    columns, codes = render(numbers, rng)
     signal = (
         0.15 * numbers[:, 0]
         - 0.1 * numbers[:, 5]

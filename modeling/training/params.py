@@ -1,7 +1,7 @@
-"""Hyper-parameters: the tuned values live in ``params.json`` beside this module.
+"""Hyper-parameters: fixed values and search ranges live in ``params.json`` beside this module.
 
-``default`` is what ``python -m modeling train`` uses (written by ``tune``); ``quick``
-trains a small model in seconds for tests and demos.
+``default`` is what ``python -m modeling train`` uses (``tune`` can overwrite one
+learner with what it found); ``quick`` trains a small model in seconds for tests and demos.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Metrics of cross-validated predictions: AUC with intervals, calibration, thresholds."""
+"""Metrics of cross-validated predictions: AUC with intervals, calibration, thresholds.
+
+scikit-learn computes the curves and scores; this module adds the AUC interval and the
+per-fold spread that the reports and the bundle manifest show.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,17 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, precision_recall_curve, roc_auc_score, roc_curve
 
 _Z95 = 1.959963984540054
 
 
 def auc(target: NDArray[np.int_], score: NDArray[np.float64]) -> float:
-    """Area under the ROC curve (ties count one half), via the rank-sum statistic."""
-    positives = int(target.sum())
-    negatives = len(target) - positives
-    if positives == 0 or negatives == 0:
+    """Area under the ROC curve (ties count one half)."""
+    if len(np.unique(target)) < 2:
         raise ValueError("AUC needs both classes")
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score))
-    sorted_scores = score[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(average, counts)
-    return float(
-        (ranks[target == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives)
-    )
+    return float(roc_auc_score(target, score))
 
 
 def auc_interval(value: float, n_positive: int, n_negative: int) -> tuple[float, float]:
@@ -70,28 +65,30 @@ def summarise_auc(
 
 def brier(target: NDArray[np.int_], probability: NDArray[np.float64]) -> float:
     """Mean squared error of the probabilities (lower is better)."""
-    return float(np.mean((probability - target) ** 2))
+    return float(brier_score_loss(target, probability))
 
 
 def reliability(
     target: NDArray[np.int_], probability: NDArray[np.float64], bins: int = 10
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int_]]:
-    """Mean predicted vs observed rate in equal-count bins: (predicted, observed, counts)."""
-    order = np.argsort(probability)
-    groups = np.array_split(order, bins)
-    predicted = np.array([probability[g].mean() for g in groups])
-    observed = np.array([target[g].mean() for g in groups])
-    return predicted, observed, np.array([len(g) for g in groups])
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean predicted vs observed rate in equal-count bins: (predicted, observed)."""
+    observed, predicted = calibration_curve(target, probability, n_bins=bins, strategy="quantile")
+    return np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
 
 
 def roc_points(
     target: NDArray[np.int_], score: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """False- and true-positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
-    order = np.argsort(-score, kind="mergesort")
-    hits = np.cumsum(target[order])
-    false_alarms = np.arange(1, len(order) + 1) - hits
-    distinct = np.r_[np.diff(score[order]) != 0, True]
-    tpr = np.r_[0.0, hits[distinct] / max(int(target.sum()), 1)]
-    fpr = np.r_[0.0, false_alarms[distinct] / max(len(target) - int(target.sum()), 1)]
-    return fpr, tpr
+    fpr, tpr, _ = roc_curve(target, score, drop_intermediate=False)
+    return np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+
+
+def best_f1_threshold(target: NDArray[np.int_], probability: NDArray[np.float64]) -> float:
+    """The probability cut-off (label 1 at and above it) that maximises F1.
+
+    Tied probabilities fall on the same side of every cut-off, as they do in serving.
+    """
+    precision, recall, thresholds = precision_recall_curve(target, probability)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])

@@ -1,7 +1,10 @@
 """``python -m modeling tune``: Optuna search of one learner on cross-validated AUC.
 
-The best parameters are written into ``params.json`` (profile ``default``), so a plain
-``train`` reproduces the model without tuning again.
+A trial is scored by the one cross-validation of training
+(:func:`~modeling.training.crossval.out_of_fold`: columns selected per fold, rounds
+early-stopped per fold, pooled out-of-fold AUC), so tuning optimises exactly what
+``train`` measures. Rounds are never searched: every fold finds them itself. The best
+parameters are written into ``params.json`` (profile ``default``) unless ``--dry-run``.
 """
 
 from __future__ import annotations
@@ -9,13 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from modeling.evaluation import auc
-from modeling.learners import LEARNERS
-from modeling.params import load_params, store_params
-from modeling.stacking import Progress, stratified_folds
-from modeling.training import TrainingSet
+from modeling.training.crossval import Progress, out_of_fold, silent
+from modeling.training.evaluation import auc
+from modeling.training.fit import TrainingSet
+from modeling.training.params import load_params, store_params
 
 Space = Callable[[Any], dict[str, Any]]
 
@@ -31,7 +31,8 @@ def _logistic(trial: Any) -> dict[str, Any]:
 
 def _lightgbm(trial: Any) -> dict[str, Any]:
     return {
-        "num_boost_round": trial.suggest_int("num_boost_round", 200, 2000, step=100),
+        "num_boost_round": 5000,
+        "early_stopping_rounds": 50,
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
@@ -45,7 +46,8 @@ def _lightgbm(trial: Any) -> dict[str, Any]:
 
 def _catboost(trial: Any) -> dict[str, Any]:
     return {
-        "iterations": trial.suggest_int("iterations", 300, 2000, step=100),
+        "iterations": 5000,
+        "early_stopping_rounds": 100,
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
         "depth": trial.suggest_int("depth", 4, 8),
         "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 0.5, 30.0, log=True),
@@ -57,23 +59,28 @@ SPACES: dict[str, Space] = {"logistic": _logistic, "lightgbm": _lightgbm, "catbo
 
 
 def cross_validated_auc(
-    data: TrainingSet, learner: str, params: dict[str, Any], folds: np.ndarray
+    data: TrainingSet,
+    learner: str,
+    learner_params: dict[str, Any],
+    params: dict[str, Any],
+    *,
+    seed: int,
+    progress: Progress = silent,
 ) -> float:
-    """Mean AUC over folds of one learner with the given parameters."""
-    scores = []
-    for k in np.unique(folds):
-        train, held_out = folds != k, folds == k
-        model = LEARNERS[learner](**params).fit(data.features[train], data.target[train])
-        scores.append(auc(data.target[held_out], model.predict_proba(data.features[held_out])))
-    return float(np.mean(scores))
+    """Pooled out-of-fold AUC of ``learner`` with ``learner_params``, as training measures it."""
+    trial_params = {**params, learner: learner_params}
+    oof = out_of_fold(
+        data.features, data.target, trial_params, names=(learner,), seed=seed, progress=progress
+    )
+    return auc(data.target, oof.base[:, 0])
 
 
 def tune(
     data: TrainingSet,
     learner: str,
+    params: dict[str, Any],
     *,
     seconds: float,
-    folds: int,
     seed: int,
     progress: Progress,
     store: bool = True,
@@ -82,17 +89,16 @@ def tune(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    assignment = stratified_folds(data.target, folds, seed)
     space = SPACES[learner]
-    current = load_params("default")[learner]
+    start = {k: v for k, v in load_params("default")[learner].items() if k != "search"}
 
     def objective(trial: optuna.Trial) -> float:
-        value = cross_validated_auc(data, learner, space(trial), assignment)
+        value = cross_validated_auc(data, learner, space(trial), params, seed=seed)
         progress(f"trial {trial.number}: AUC {value:.4f}")
         return value
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial(current)  # the stored parameters are the first candidate
+    study.enqueue_trial(start, skip_if_exists=True)  # the stored values are tried first
     study.optimize(objective, timeout=seconds, gc_after_trial=True)
     best = space(optuna.trial.FixedTrial(study.best_params))
     progress(f"best AUC {study.best_value:.4f} after {len(study.trials)} trials")

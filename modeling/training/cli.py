@@ -13,11 +13,12 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.bundle import BundleError, load_bundle
-from modeling.data import DataError, read_csv
-from modeling.params import PROFILES, load_params
-from modeling.synthetic import synthetic_table
-from modeling.training import TrainingSet, train, training_set
+from modeling.bundle import BundleError
+from modeling.predictor import load_bundle
+from modeling.training.data import DataError, read_csv
+from modeling.training.fit import TrainingSet, train, training_set
+from modeling.training.params import PROFILES, load_params
+from modeling.training.synthetic import synthetic_table
 
 DEMO_NOTICE = (
     "*** DEMO MODEL: trained on synthetic rows, not on your data. "
@@ -42,7 +43,7 @@ def _load_training(args: argparse.Namespace) -> tuple[TrainingSet, dict[str, Any
     """Read --train or make --synthetic rows; return them, the parameters and the demo flag.
 
     The parameter profile is --profile, else ``quick`` for a synthetic demo and
-    ``default`` (the tuned one) for real data; --folds overrides its fold count.
+    ``default`` for real data; --folds overrides its fold count.
     """
     if args.train is not None:
         table = read_csv(args.train, require_target=True)
@@ -74,6 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"CV AUC {name:9s} {metrics['auc']:.4f} [{metrics['low']:.4f}, {metrics['high']:.4f}]"
         )
     report(f"bundle written to {args.out} (threshold {stack.threshold:.3f})")
+    for warning in manifest["warnings"]:
+        print(f"*** WARNING: {warning} ***", file=sys.stderr)
     if demo:
         print(DEMO_NOTICE, file=sys.stderr)
     return 0
@@ -104,7 +107,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Cross-validate every learner, the stack and the classic base model; write the report."""
-    from modeling.report import write_report
+    from modeling.training.report import write_report
 
     data, params, demo = _load_training(args)
     path = write_report(data, params, args.report, seed=args.seed, progress=Reporter())
@@ -116,14 +119,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Search one learner's hyper-parameters; store the best in params.json."""
-    from modeling.tuning import tune
+    from modeling.training.tuning import tune
 
-    data, _, _ = _load_training(args)
+    data, params, _ = _load_training(args)
     best = tune(
         data,
         args.learner,
+        params,
         seconds=args.minutes * 60,
-        folds=args.folds or 3,
         seed=args.seed,
         progress=Reporter(),
         store=not args.dry_run,

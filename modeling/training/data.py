@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,33 @@ class Table:
     target: NDArray[np.int_] | None = None
 
 
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def check_encoding(path: Path, raw: bytes) -> None:
+    """Refuse, naming it, a file that is not UTF-8 (or ASCII) text.
+
+    Raises:
+        DataError: for a UTF-16/32 byte-order mark, or the first byte that is not UTF-8.
+
+    """
+    for mark, name in _BYTE_ORDER_MARKS:
+        if raw.startswith(mark):
+            raise DataError(f"{path} is {name} text; save it as UTF-8 CSV and try again")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path} is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset "
+            f"{error.start}); save it as UTF-8 CSV and try again"
+        ) from error
+
+
 def read_csv(path: Path, require_target: bool = False) -> Table:
     """Read an exercise 06 CSV file.
 
@@ -47,9 +76,13 @@ def read_csv(path: Path, require_target: bool = False) -> Table:
 
     try:
         raw = path.read_bytes()
-        frame = pd.read_csv(path, low_memory=False)
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read {path}: {error}") from error
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from error
+    check_encoding(path, raw)
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), low_memory=False, encoding="utf-8-sig")
+    except ValueError as error:
+        raise DataError(f"cannot parse {path} as CSV: {error}") from error
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")

@@ -1,0 +1,205 @@
+"""The one cross-validation of the project, used by ``train``, ``tune`` and ``evaluate``.
+
+Each fold is a full training run on the fold's training rows only: a stratified share
+of them is set aside for early stopping (and for column selection and capacity
+choices), the rest is fitted. The fold's held-out rows are only ever predicted, so
+their labels cannot reach their own out-of-fold predictions. The stack's
+meta-learner is itself cross-validated over the pooled out-of-fold predictions on the
+same folds. ``train`` then refits every learner on all rows with the capacity the
+folds chose (see :func:`refit_params`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modeling.learners import LEARNERS, Learner
+from modeling.learners.meta import logit
+from modeling.schema import ALL_COLUMNS
+from modeling.training.selection import select_columns
+
+Progress = Callable[[str], None]
+Params = Mapping[str, Any]
+
+
+def silent(_: str) -> None:
+    """Discard progress messages."""
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold predictions of a cross-validation run.
+
+    Attributes:
+        names: the base learners, in the order of ``base``'s columns.
+        base: ``(n, k)`` P(y = 1) of each base learner, each row predicted by the
+            learners that did not see it.
+        stack: P(y = 1) of the meta-learner, itself cross-validated over ``base``.
+        folds: the fold index of every row.
+        seconds: fit time of each learner, summed over folds.
+        capacity: per learner, the capacity each fold settled on (rounds, leaves...).
+        columns: the columns each fold's selection kept.
+
+    """
+
+    names: list[str]
+    base: NDArray[np.float64]
+    stack: NDArray[np.float64]
+    folds: NDArray[np.intp]
+    seconds: dict[str, float] = field(default_factory=dict)
+    capacity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    columns: list[tuple[int, ...]] = field(default_factory=list)
+
+
+def stratified_folds(target: NDArray[np.int_], n_folds: int, seed: int) -> NDArray[np.intp]:
+    """Assign each row to one of ``n_folds`` folds, keeping the class balance."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = np.empty(len(target), dtype=np.intp)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, held_out) in enumerate(splitter.split(np.zeros(len(target)), target)):
+        folds[held_out] = k
+    return folds
+
+
+def stopping_rows(target: NDArray[np.int_], share: float, seed: int) -> NDArray[np.bool_]:
+    """A stratified ``share`` of the rows, set aside for early stopping and selection."""
+    from sklearn.model_selection import train_test_split
+
+    _, stop = train_test_split(
+        np.arange(len(target)), test_size=share, stratify=target, random_state=seed
+    )
+    mask = np.zeros(len(target), dtype=bool)
+    mask[stop] = True
+    return mask
+
+
+def candidates(learner_params: Params) -> list[dict[str, Any]]:
+    """Every combination of a learner's ``search`` grid merged into its fixed parameters."""
+    fixed = {k: v for k, v in learner_params.items() if k != "search"}
+    grid: Mapping[str, Sequence[Any]] = learner_params.get("search", {})
+    return [{**fixed, **dict(zip(grid, values, strict=True))} for values in product(*grid.values())]
+
+
+def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
+    name: str,
+    params: Params,
+    columns: tuple[int, ...],
+    features: NDArray[np.float64],
+    target: NDArray[np.int_],
+    stop: NDArray[np.bool_],
+) -> tuple[Learner, dict[str, Any]]:
+    """Fit ``name`` on the rows outside ``stop``, choosing its capacity on the ``stop`` rows.
+
+    Each candidate of the learner's search grid is early-stopped on the ``stop`` rows;
+    the one with the best AUC there wins. Returns it and the capacity it settled on.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    validation = (features[stop], target[stop])
+    grid = params.get(name, {}).get("search", {})
+    fitted = []
+    for option in candidates(params.get(name, {})):
+        learner = LEARNERS[name](columns=columns, **option)
+        learner.fit(features[~stop], target[~stop], validation)
+        score = float(roc_auc_score(validation[1], learner.predict_proba(validation[0])))
+        fitted.append(
+            (score, learner, {**{key: option[key] for key in grid}, **learner.capacity()})
+        )
+    _, best, chosen = max(fitted, key=lambda result: result[0])  # the first of equals
+    return best, chosen
+
+
+def out_of_fold(
+    features: NDArray[np.float64],
+    target: NDArray[np.int_],
+    params: Params,
+    *,
+    names: Sequence[str] = tuple(LEARNERS),
+    seed: int = 0,
+    folds: NDArray[np.intp] | None = None,
+    progress: Progress = silent,
+) -> OutOfFold:
+    """Cross-validate the base learners ``names`` and their stack on the same folds.
+
+    ``folds`` (a fold index per row) defaults to ``params["folds"]`` stratified folds.
+    """
+    if folds is None:
+        folds = stratified_folds(target, int(params["folds"]), seed)
+    n_folds = int(folds.max()) + 1
+    base = np.empty((len(target), len(names)))
+    result = OutOfFold(list(names), base, np.empty(0), folds, dict.fromkeys(names, 0.0))
+    result.capacity = {name: [] for name in names}
+    for k in range(n_folds):
+        train, held_out = folds != k, folds == k
+        x, y = features[train], target[train]
+        stop = stopping_rows(y, float(params["stop_share"]), seed + k)
+        columns = select_columns(x, y, stop, params.get("selection", {}), seed)
+        result.columns.append(columns)
+        progress(f"fold {k + 1}/{n_folds}: {len(columns)} columns kept")
+        for j, name in enumerate(names):
+            started = time.perf_counter()
+            learner, chosen = fit_learner(name, params, columns, x, y, stop)
+            base[held_out, j] = learner.predict_proba(features[held_out])
+            result.seconds[name] += time.perf_counter() - started
+            result.capacity[name].append(chosen)
+            progress(f"{name}: fold {k + 1}/{n_folds} {chosen}")
+    result.stack = stack_out_of_fold(base, target, folds)
+    return result
+
+
+def stack_out_of_fold(
+    base: NDArray[np.float64], target: NDArray[np.int_], folds: NDArray[np.intp]
+) -> NDArray[np.float64]:
+    """The meta-learner's own out-of-fold predictions over ``base``, on the same folds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
+    predicted = cross_val_predict(
+        LogisticRegression(max_iter=1000),
+        logit(base),
+        target,
+        cv=PredefinedSplit(folds),
+        method="predict_proba",
+    )
+    return np.asarray(predicted[:, 1], dtype=np.float64)
+
+
+def refit_params(params: Params, oof: OutOfFold) -> dict[str, Any]:
+    """Each learner's parameters for the final refit, from what the folds chose.
+
+    The grid choice is the one most folds made; the rounds are the median of the
+    early-stopped rounds of the folds that made it (the refit has no rows to stop on).
+    """
+    refit = {key: value for key, value in params.items() if key not in oof.names}
+    for name in oof.names:
+        fixed = {k: v for k, v in params.get(name, {}).items() if k != "search"}
+        grid = list(params.get(name, {}).get("search", {}))
+        folds = oof.capacity[name]
+        choice = Counter(tuple(fold[key] for key in grid) for fold in folds).most_common(1)[0][0]
+        agreeing = [fold for fold in folds if tuple(fold[key] for key in grid) == choice]
+        rounds = {
+            key: max(1, int(np.median([fold[key] for fold in agreeing])))
+            for key in folds[0]
+            if key not in grid
+        }
+        refit[name] = {**fixed, **dict(zip(grid, choice, strict=True)), **rounds}
+    return refit
+
+
+def columns_for_all_rows(
+    features: NDArray[np.float64], target: NDArray[np.int_], params: Params, seed: int
+) -> tuple[int, ...]:
+    """The columns the selection keeps when it sees every row (for the final refit)."""
+    if not params.get("selection"):
+        return ALL_COLUMNS
+    stop = stopping_rows(target, float(params["stop_share"]), seed)
+    return select_columns(features, target, stop, params["selection"], seed)
