@@ -58,6 +58,10 @@ class Predictor:
         stack, manifest = load_stack(directory)
         return cls(stack, manifest)
 
+    def accelerate(self) -> None:
+        """Make scoring faster in the background where a learner can (serving only)."""
+        self.stack.accelerate()
+
     def predict(
         self, columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int
     ) -> Prediction:

@@ -26,3 +26,8 @@ class Stack:
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(y = 1) of the stack."""
         return self.meta.predict_proba(self.base_probabilities(features))
+
+    def accelerate(self) -> None:
+        """Let every base learner make its scoring faster (answers unchanged to 1e-9)."""
+        for learner in self.learners.values():
+            learner.accelerate()

@@ -46,6 +46,12 @@ class Learner(ABC):
         """Schema names of :attr:`columns` (stored in native model files)."""
         return [COLUMNS[c] for c in self.columns]
 
+    def accelerate(self) -> None:  # noqa: B027 - a hook: most learners have nothing to do
+        """Start making scoring faster where the learner can (the server calls it once).
+
+        Predictions must not change by more than 1e-9; the default does nothing.
+        """
+
     @abstractmethod
     def fit(
         self,

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners.base import Learner, Validation
+from modeling.learners.compiled import CompiledTrees
 from modeling.schema import COLUMNS
 
 
@@ -25,6 +26,8 @@ class LightGBMLearner(Learner):
     name: ClassVar[str] = "lightgbm"
     filename: ClassVar[str] = "lightgbm.txt"
     _booster: lgb.Booster | None = None
+    _model_file: Path | None = None  # the text the booster was loaded from
+    _compiled: CompiledTrees | None = None
 
     def fit(
         self,
@@ -78,10 +81,21 @@ class LightGBMLearner(Learner):
         return self._booster
 
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1); one thread, which is fastest for the small batches served online."""
+        """P(y = 1); one thread, which is fastest for the small batches served online.
+
+        After :meth:`accelerate`, the trees compiled to native code answer once they are
+        proven equal to the booster (:mod:`modeling.learners.compiled`).
+        """
+        if self._compiled is not None:
+            return self._compiled(np.ascontiguousarray(features[:, self.columns]))
         return np.asarray(
             self.booster.predict(features[:, self.columns], num_threads=1), dtype=np.float64
         )
+
+    def accelerate(self) -> None:
+        """Compile the loaded model's trees in the background (the booster answers meanwhile)."""
+        if self._model_file is not None and self._compiled is None:
+            self._compiled = CompiledTrees(self._model_file, self.booster)
 
     def feature_importance(self) -> dict[str, float]:
         """Total gain of each input column, by column name."""
@@ -97,7 +111,8 @@ class LightGBMLearner(Learner):
     @classmethod
     def load(cls, directory: Path) -> Self:
         """Read a model written by :meth:`save`."""
-        booster = lgb.Booster(model_file=str(directory / cls.filename))
+        path = directory / cls.filename
+        booster = lgb.Booster(model_file=str(path))
         learner = cls(columns=[COLUMNS.index(name) for name in booster.feature_name()])
-        learner._booster = booster
+        learner._booster, learner._model_file = booster, path
         return learner

@@ -72,3 +72,20 @@ def test_a_compilation_that_disagrees_is_not_used(model_file: Path, tmp_path: Pa
     assert trees.wait(60).startswith("not compiled (differs from the booster by")
     rows = probe_rows(booster, seed=6)
     np.testing.assert_array_equal(trees(rows), booster.predict(rows, num_threads=1))
+
+
+def test_an_accelerated_predictor_answers_as_before(quick_bundle: Path) -> None:
+    from modeling.predictor import load_bundle
+    from modeling.training.synthetic import synthetic_table
+
+    predictor = load_bundle(quick_bundle)
+    table, _ = synthetic_table(3000, seed=9)
+    before = predictor.predict(table, 3000).probability
+    predictor.accelerate()
+    during = predictor.predict(table, 3000).probability  # the booster, or already compiled
+    learner = predictor.stack.learners["lightgbm"]
+    assert learner._compiled is not None
+    assert learner._compiled.wait(120) == "compiled"
+    after = predictor.predict(table, 3000).probability
+    assert np.max(np.abs(during - before)) <= TOLERANCE
+    assert np.max(np.abs(after - before)) <= TOLERANCE
