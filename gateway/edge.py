@@ -38,12 +38,14 @@ _ERRORS: dict[int, str] = {
     405: "method not allowed",
     414: "request line too long",
     494: "request headers too large",
+    500: "gateway could not buffer the request (busy), retry later",
     502: "gateway workers unavailable",
     503: "gateway workers unavailable",
     504: "gateway workers did not answer in time",
 }
 """nginx's own refusals and the ``error`` text of their JSON body (494: headers too large)."""
-_RETRY = frozenset({502, 503, 504})
+_RETRY = frozenset({500, 502, 503, 504})
+"""Transient: answered 503 with Retry-After (500 is nginx's own, e.g. its buffers full)."""
 
 
 def _error_locations(config: Config) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modeling.synthetic import synthetic_table
+from modeling.training.synthetic import synthetic_table
 
 from modeling.schema import COLUMNS
 from tests.containers.stack import Stack, engine, wait_for

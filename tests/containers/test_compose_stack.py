@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from modeling.synthetic import synthetic_records
+from modeling.training.synthetic import synthetic_records
 
 from modeling.predictor import load_bundle
 from modeling.schema import COLUMNS

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from modeling.synthetic import synthetic_table
+from modeling.training.synthetic import synthetic_table
 
 from gateway.client import CHANNEL_OPTIONS
 from modeling.predictor import load_bundle

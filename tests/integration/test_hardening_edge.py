@@ -19,11 +19,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from modeling.training.synthetic import synthetic_records
 
-from modeling.synthetic import synthetic_records
 from tests.integration.conftest import ManagedProcess, wait_until
 from tests.integration.gateway_helpers import JSON, Gateways, predict, request
 
@@ -228,21 +229,30 @@ def test_pipelined_requests_are_answered_in_order(gateways: dict[str, int]) -> N
 # ---- 6. losing metrics never loses predictions ----------------------------------------------
 
 
-@pytest.fixture
-def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs filled to the last byte (needs root and mount rights, else skipped)."""
+@contextmanager
+def small_tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (needs root and mount rights, else the test is skipped)."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
         capture_output=True,
         check=False,
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs filled to the last byte."""
+    with small_tmpfs(tmp_path, "1m") as mount:
         filler = os.open(mount / "filler", os.O_CREAT | os.O_WRONLY)
         try:
             while os.write(filler, b"\0" * 4096):
@@ -252,8 +262,6 @@ def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
         finally:
             os.close(filler)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_metrics_disk_costs_metrics_not_predictions(
@@ -297,6 +305,24 @@ def test_a_deleted_metrics_directory_heals(
         assert predict(port, {"x0": "1"})[0] == 200
     finally:
         started.stop_all()
+
+
+def test_a_body_the_front_cannot_buffer_gets_503_not_a_crash(
+    inference_server: ManagedProcess, tmp_path: Path
+) -> None:
+    with small_tmpfs(tmp_path, "2m") as runtime:  # nginx buffers bodies over 1 MiB here
+        started = Gateways(tmp_path)
+        try:
+            port = started.start(
+                f"127.0.0.1:{inference_server.ports['grpc']}", GATEWAY_RUNTIME_DIR=str(runtime)
+            ).ports["http"]
+            body = json.dumps(synthetic_records(1100, seed=2)).encode()  # ~3 MB
+            status, headers, answer = request(port, "POST", "/predict", body, JSON)
+            assert (status, headers.get("Retry-After")) == (503, "1")
+            assert "could not buffer" in contract_error(answer)
+            assert predict(port, {"x0": "1"})[0] == 200  # small requests still served
+        finally:
+            started.stop_all()
 
 
 # ---- 11. memory: large requests are admitted within a budget, never killed --------------------
