@@ -154,9 +154,9 @@ export GATEWAY_HOST="${GATEWAY_HOST:-127.0.0.1}" INFERENCE_HOST="${INFERENCE_HOS
 # The gateway's buffering front (slow or idle clients cannot hold its threads).
 if ! command -v nginx >/dev/null 2>&1 && [ "${GATEWAY_EDGE:-nginx}" = nginx ] \
     && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing nginx (the gateway's buffering front): apt-get install nginx-light"
+    say "installing nginx (the gateway's buffering front): apt-get install nginx"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends nginx-light >/dev/null \
+        apt-get install -y -qq --no-install-recommends nginx >/dev/null \
         || say "could not install nginx: the gateway runs without its front" >&2
 fi
 
