@@ -76,8 +76,11 @@ def render(runtime_dir: Path, config: Config, env: Mapping[str, str]) -> str:
     access = "/dev/stdout" if env.get("GATEWAY_ACCESS_LOG", "") in ("1", "true") else "off"
     upstream_timeout_s = int(config.deadline_s) + 5  # the app answers 504 itself before this
     run = runtime_dir
+    # Started as root (local runs), nginx would drop its workers to "nobody", who cannot
+    # reach a socket in a private runtime directory; gunicorn runs as root then anyway.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     return f"""# Rendered by gateway/edge.py for bin/start-gateway; do not edit.
-worker_processes 1;
+{user}worker_processes 1;
 pid {run}/nginx.pid;
 error_log stderr warn;
 events {{ worker_connections 4096; }}

@@ -31,8 +31,8 @@ def test_sigterm_drains_in_flight_calls_and_exits_in_time(
     target = f"127.0.0.1:{server.ports['grpc']}"
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        calls = [stub.ModelInfer.future(request, timeout=60) for _ in range(3)]
-        time.sleep(0.5)  # let the requests arrive; the model takes seconds for all three
+        calls = [stub.ModelInfer.future(request, timeout=60) for _ in range(10)]
+        time.sleep(0.2)  # let the requests arrive; the model takes seconds for all ten
         in_flight = sum(not call.done() for call in calls)
         assert in_flight > 0, "the calls ended before the signal: the test proves nothing"
         signalled = time.monotonic()
