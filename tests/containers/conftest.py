@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modeling.training.synthetic import synthetic_table
 
 from modeling.schema import COLUMNS
+from modeling.training.synthetic import synthetic_table
 from tests.containers.stack import Stack, engine, wait_for
 from tests.integration.conftest import free_port
 from tests.integration.gateway_helpers import answers

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from modeling.training.synthetic import synthetic_records
 
 from modeling.predictor import load_bundle
 from modeling.schema import COLUMNS
+from modeling.training.synthetic import synthetic_records
 from tests.containers.conftest import FIGURES, wait_whole
 from tests.containers.stack import Stack, wait_for
 from tests.integration.gateway_helpers import predict, request

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from modeling.training.synthetic import synthetic_table
 
 from gateway.client import CHANNEL_OPTIONS
 from modeling.predictor import load_bundle
+from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2_grpc as pb_grpc
 from tests.integration.conftest import StartInference, infer_request, oip_columns, wait_until
 

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from modeling.training.synthetic import synthetic_records
 
+from modeling.training.synthetic import synthetic_records
 from tests.integration.conftest import ManagedProcess, wait_until
 from tests.integration.gateway_helpers import JSON, Gateways, predict, request
 
