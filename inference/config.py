@@ -32,6 +32,10 @@ class Settings:
         max_text_bytes: longest BYTES element accepted (INVALID_ARGUMENT beyond).
         max_message_bytes: largest request message gRPC accepts (RESOURCE_EXHAUSTED).
         reflection: serve gRPC server reflection (for grpcurl and other tools).
+        compile_trees: compile LightGBM's trees to native code in the background (needs
+            the ``accelerate`` extra; answers unchanged to 1e-9). Off by default: on the
+            stand-in bundle (244 trees of up to 127 leaves) it took 159 s of one core and
+            1.8 GB at its peak, while the booster answered.
 
     """
 
@@ -48,6 +52,7 @@ class Settings:
     max_text_bytes: int = 4096
     max_message_bytes: int = MAX_MESSAGE_BYTES
     reflection: bool = True
+    compile_trees: bool = False
 
 
 _ENV = {
@@ -64,6 +69,7 @@ _ENV = {
     "max_text_bytes": "INFERENCE_MAX_TEXT_BYTES",
     "max_message_bytes": "INFERENCE_MAX_MESSAGE_BYTES",
     "reflection": "INFERENCE_REFLECTION",
+    "compile_trees": "INFERENCE_COMPILE_TREES",
 }
 """The environment variable behind each setting (a flag wins over its variable)."""
 
@@ -138,6 +144,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add(
         "--reflection", "reflection", _switch, "serve gRPC reflection (on/off), default %(default)s"
+    )
+    add(
+        "--compile-trees",
+        "compile_trees",
+        _switch,
+        "compile LightGBM's trees in the background (on/off), default %(default)s",
     )
     return parser
 

@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         predictor = load_bundle(settings.bundle)
-        predictor.accelerate()  # compiles trees in the background; the booster answers meanwhile
+        if settings.compile_trees:
+            predictor.accelerate()  # in the background; the booster answers meanwhile
     except (BundleError, OSError) as error:
         print(f"inference: cannot serve bundle {settings.bundle}: {error}", file=sys.stderr)
         return EXIT_BAD_BUNDLE

@@ -98,16 +98,22 @@ def test_log_lines_are_json_with_extra_fields(capsys: pytest.CaptureFixture[str]
 
 def test_loopback_by_default_and_limits_and_reflection_from_the_environment() -> None:
     defaults = load_settings(["--bundle", "b"], env={})
-    assert (defaults.host, defaults.reflection) == ("127.0.0.1", True)
+    assert (defaults.host, defaults.reflection, defaults.compile_trees) == (
+        "127.0.0.1",
+        True,
+        False,
+    )
     env = {
         "INFERENCE_MAX_REQUEST_ROWS": "10",
         "INFERENCE_MAX_TEXT_BYTES": "20",
         "INFERENCE_MAX_MESSAGE_BYTES": "30",
         "INFERENCE_REFLECTION": "off",
+        "INFERENCE_COMPILE_TREES": "on",
     }
     settings = load_settings(["--bundle", "b"], env=env)
     assert (settings.max_request_rows, settings.max_text_bytes) == (10, 20)
     assert (settings.max_message_bytes, settings.reflection) == (30, False)
+    assert settings.compile_trees is True
     assert load_settings(["--bundle", "b", "--reflection", "on"], env=env).reflection is True
     with pytest.raises(SystemExit):
         load_settings(["--bundle", "b", "--reflection", "maybe"], env={})
