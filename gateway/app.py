@@ -220,18 +220,17 @@ def _convert(config: Config, schema: ModelSchema, body: bytes) -> Batch:
 
     """
     batch = schema.decoder().batch(body, config.max_text_chars)
-    if batch is None:
-        rows = parse_body(body)
-        _check_rows(len(rows), config)
-        batch = rows_to_batch(
-            rows,
-            schema.inputs,
-            max_text_chars=config.max_text_chars,
-            max_errors=config.max_error_details,
-            missing=schema.missing_text,
-        )
-    _check_rows(batch.n_rows, config)
-    return batch
+    if batch is not None:  # its rows are objects, counted against max_rows before decoding
+        return batch
+    rows = parse_body(body)
+    _check_rows(len(rows), config)  # rows of other types are not: before converting them
+    return rows_to_batch(
+        rows,
+        schema.inputs,
+        max_text_chars=config.max_text_chars,
+        max_errors=config.max_error_details,
+        missing=schema.missing_text,
+    )
 
 
 def _check_rows(n_rows: int, config: Config) -> None:
