@@ -15,7 +15,7 @@ from typing import Any
 from numpy.typing import NDArray
 
 from inference.batcher import BatchHook, Columns, DynamicBatcher, Outputs
-from inference.tensors import DEFAULT_LIMITS, Limits, TensorSpec
+from inference.tensors import Limits, TensorSpec
 from modeling.cleaning import MISSING_TEXT
 from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
@@ -63,9 +63,9 @@ class DataPlane:
         *,
         max_batch_rows: int,
         max_queue_delay_s: float,
+        limits: Limits,
         on_batch: BatchHook | None = None,
         on_quality: QualityHook | None = None,
-        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._predictor = predictor
         self.limits = limits

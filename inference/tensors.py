@@ -35,13 +35,10 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may hold, whoever sends it (the gateway's limits are stricter)."""
+    """What one request may hold, whoever sends it (defaults: ``inference.config.Settings``)."""
 
-    max_rows: int = 20_000
-    max_text_bytes: int = 4096
-
-
-DEFAULT_LIMITS = Limits()
+    max_rows: int
+    max_text_bytes: int
 
 
 class TensorError(CodecError):
@@ -105,7 +102,7 @@ def _decode_typed(spec: TensorSpec, contents: pb.InferTensorContents, rows: int)
 
 
 def decode_inputs(
-    request: pb.ModelInferRequest, specs: Mapping[str, TensorSpec], limits: Limits = DEFAULT_LIMITS
+    request: pb.ModelInferRequest, specs: Mapping[str, TensorSpec], limits: Limits
 ) -> tuple[dict[str, NDArray[Any]], int]:
     """Decode a request's input tensors into ``(columns, n_rows)``.
 

@@ -13,6 +13,7 @@ from inference.config import Settings
 from inference.dataplane import DataPlane
 from inference.metrics import Metrics
 from inference.servicer import SERVER_NAME, InferenceServicer
+from inference.tensors import Limits
 from modeling.cleaning import MISSING_TEXT as CLEANING_MISSING
 from modeling.predictor import Prediction, Predictor, load_bundle
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
@@ -52,6 +53,7 @@ def data_plane(predictor: Any, **hooks: Any) -> DataPlane:
         predictor,
         max_batch_rows=defaults.max_batch_rows,
         max_queue_delay_s=defaults.max_queue_delay_ms / 1000,
+        limits=Limits(defaults.max_request_rows, defaults.max_text_bytes),
         **hooks,
     )
 

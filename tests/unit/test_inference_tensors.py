@@ -16,6 +16,7 @@ from inference.tensors import (
 from proto import inference_pb2 as pb
 from proto.codec import BYTES, FP64, INT64, pack_bytes
 
+LIMITS = Limits(max_rows=100, max_text_bytes=64)  # beyond what these requests hold
 SPECS = {"a": TensorSpec("a", FP64), "b": TensorSpec("b", BYTES), "c": TensorSpec("c", FP64)}
 A = np.array([1.5, np.nan, -3.25])
 B = [b"wed", b"", "caf\u00e9".encode()]
@@ -39,7 +40,7 @@ def typed_request(a=A, b=B) -> pb.ModelInferRequest:
 
 @pytest.mark.parametrize("build", [raw_request, typed_request])
 def test_raw_and_typed_contents_decode_alike(build) -> None:
-    columns, n_rows = decode_inputs(build(), SPECS)
+    columns, n_rows = decode_inputs(build(), SPECS, LIMITS)
     assert n_rows == 3
     assert set(columns) == {"a", "b"}  # "c" was not sent: absent, the model reads it as missing
     np.testing.assert_array_equal(columns["a"], A)
@@ -105,7 +106,7 @@ def test_invalid_raw_requests_name_the_problem(mutate, message: str) -> None:
     request = raw_request()
     mutate(request)
     with pytest.raises(TensorError, match=message):
-        decode_inputs(request, SPECS)
+        decode_inputs(request, SPECS, LIMITS)
 
 
 def test_typed_contents_must_match_the_shape() -> None:
@@ -113,11 +114,11 @@ def test_typed_contents_must_match_the_shape() -> None:
     request.inputs[1].shape[:] = [3]
     del request.inputs[1].contents.bytes_contents[-1]
     with pytest.raises(TensorError, match="input b: bytes_contents has 2 values, expected 3"):
-        decode_inputs(request, SPECS)
+        decode_inputs(request, SPECS, LIMITS)
     request = typed_request()
     request.inputs[0].contents.ClearField("fp64_contents")
     with pytest.raises(TensorError, match="input a: fp64_contents has 0 values"):
-        decode_inputs(request, SPECS)
+        decode_inputs(request, SPECS, LIMITS)
 
 
 def test_requested_outputs() -> None:
