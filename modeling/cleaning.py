@@ -130,6 +130,17 @@ def _parse_text(column: str, kind: Kind, raw: Any) -> tuple[float, int]:
     return (value, _OK) if abs(value) <= MAX_ABS_VALUE else (math.nan, _UNRECOGNISED)
 
 
+def _bound(values: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Set values beyond :data:`MAX_ABS_VALUE` (inf included) to NaN, in place.
+
+    Returns the masks of the values that were missing and of those set to NaN.
+    """
+    missing = np.isnan(values)
+    out_of_range = np.abs(values) > MAX_ABS_VALUE  # NaN compares False
+    values[out_of_range] = math.nan
+    return missing, out_of_range
+
+
 def _clean_column(column: str, values: Any, n_rows: int) -> tuple[NDArray[np.float64], int, int]:
     """Clean one column; return its values, missing count and unrecognised count."""
     if values is None:
@@ -149,9 +160,7 @@ def _clean_column(column: str, values: Any, n_rows: int) -> tuple[NDArray[np.flo
         except ValueError:
             pass  # some text is not a plain number: parse value by value below
         else:
-            missing = np.isnan(out)
-            out_of_range = np.abs(out) > MAX_ABS_VALUE  # inf included, NaN not
-            out[out_of_range] = math.nan
+            missing, out_of_range = _bound(out)
             return out, int(missing.sum()), int(out_of_range.sum())
     # Text columns repeat few distinct values: parse each distinct value once.
     raw_values = array.tolist()
@@ -182,9 +191,7 @@ def clean(columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int) -> C
     if floats:  # what the server receives: one vectorised step instead of one per column
         block = np.column_stack([columns[COLUMNS[j]] for j in floats])
         block = block.astype(np.float64, copy=False)
-        absent = np.isnan(block)
-        out_of_range = np.abs(block) > MAX_ABS_VALUE  # inf included, NaN not
-        block[out_of_range] = math.nan
+        absent, out_of_range = _bound(block)
         matrix[:, floats] = block
         for j, n_missing, n_bad in zip(
             floats, absent.sum(axis=0).tolist(), out_of_range.sum(axis=0).tolist(), strict=True
