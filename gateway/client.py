@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from gateway.config import Config
 from gateway.convert import Batch
-from gateway.errors import ApiError, unavailable
+from gateway.errors import ApiError, timed_out, unavailable
 from gateway.wire import ModelSchema, WireError, decode_response, encode_request
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
@@ -243,7 +243,7 @@ class InferenceClient:
         message = f"inference server: {what} failed ({_REASONS.get(code, 'error')})"
         self.invalidate()
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-            return ApiError(504, message, [], {"Retry-After": str(self._config.retry_after_s)})
+            return timed_out(message, self._config.retry_after_s)
         if code in _UNAVAILABLE:
             return unavailable(message, self._config.retry_after_s)
         if code in _STALE:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from gateway import metrics
 from gateway.convert import Batch, concat_batches
-from gateway.errors import ApiError
+from gateway.errors import ApiError, timed_out
 from gateway.wire import ModelSchema
 
 Scores = tuple[NDArray[np.float64], NDArray[np.int64]]
@@ -118,11 +118,9 @@ class Coalescer:
                 request.done.set()
 
     def _too_late(self) -> ApiError:
-        return ApiError(
-            504,
+        return timed_out(
             "inference server: inference failed (no answer within the deadline)",
-            [],
-            {"Retry-After": str(self._retry_after_s)},
+            self._retry_after_s,
         )
 
     def _hand_over(self) -> None:

@@ -81,6 +81,11 @@ def invalid_input(kind: str, details: list[dict[str, Any]], count: int, cap: int
     return ApiError(400, message, details[:cap], count=count)
 
 
+def timed_out(message: str, retry_after_s: int) -> ApiError:
+    """Build a 504 error with ``Retry-After``."""
+    return ApiError(504, message, [], {"Retry-After": str(retry_after_s)})
+
+
 def unavailable(message: str, retry_after_s: int) -> ApiError:
     """Build a 503 error with ``Retry-After``."""
     return ApiError(503, message, [], {"Retry-After": str(retry_after_s)})
