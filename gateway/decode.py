@@ -38,10 +38,10 @@ class RowDecoder:
         """
         self._empty_is_missing = "" in missing
         numeric = [i for i, spec in enumerate(inputs) if spec.datatype in NUMERIC_TYPES]
-        text = [i for i in range(len(inputs)) if i not in set(numeric)]
+        text = [i for i, spec in enumerate(inputs) if spec.datatype not in NUMERIC_TYPES]
         fields = [(f"n{i}", float | None | UnsetType, UNSET) for i in numeric]
         fields += [(f"t{i}", str | None | UnsetType, UNSET) for i in text]
-        names = {f"{'n' if i in set(numeric) else 't'}{i}": inputs[i].name for i in numeric + text}
+        names = {field: inputs[int(field[1:])].name for field, _, _ in fields}
         row = msgspec.defstruct("Row", fields, rename=names, kw_only=True)
         self._decoder = msgspec.json.Decoder(row | list[row], strict=False)  # type: ignore[valid-type]
         self._order = numeric + text  # input position of each decoded field
