@@ -84,7 +84,7 @@ def create_app(config: Config | None = None) -> Flask:
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            message = f"request body larger than {config.max_body_bytes} bytes"
+            message = _too_large(config.max_body_bytes).message
         # keep werkzeug's headers (``Allow`` of a 405), not its HTML content type
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         return _json({"error": message, "details": []}, status, headers)
@@ -98,8 +98,12 @@ def create_app(config: Config | None = None) -> Flask:
     def predict() -> Response:
         if not _is_json(request.mimetype):
             raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
-        declared = min(request.content_length or config.max_body_bytes, config.max_body_bytes)
-        with budget.reserve(memory.BYTES_PER_BODY_BYTE * declared) as reservation:
+        declared = request.content_length
+        if declared is not None and declared > config.max_body_bytes:
+            raise _too_large(config.max_body_bytes)  # before it holds any of the budget
+        with budget.reserve(
+            memory.BYTES_PER_BODY_BYTE * (declared or config.max_body_bytes)
+        ) as reservation:
             body = _read_body(config.max_body_bytes)
             values = _count_values(body, config)
             reservation.resize(memory.estimate(len(body), values))
@@ -133,21 +137,21 @@ def _read_body(limit: int) -> bytes:
     """The request body, read from the server's stream whatever its framing.
 
     Raises:
-        ApiError: 413 when it is longer than ``limit`` bytes (a chunked body included:
-            it is never cut short), 400 when its chunked framing is broken.
+        ApiError: 413 when it turns out longer than ``limit`` bytes (a chunked body: it is
+            never cut short), 400 when its chunked framing is broken.
 
     """
-    too_large = ApiError(413, f"request body larger than {limit} bytes")
-    length = request.content_length
-    if length is not None and length > limit:
-        raise too_large
     try:
         body: bytes = request.environ["wsgi.input"].read(limit + 1)
     except Exception as exc:  # only the client's framing or connection can fail here
         raise ApiError(400, f"malformed request body: {exc}") from None
     if len(body) > limit:
-        raise too_large
+        raise _too_large(limit)
     return body
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"request body larger than {limit} bytes")
 
 
 def _count_values(body: bytes, config: Config) -> int:

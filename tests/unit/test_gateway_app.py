@@ -106,3 +106,17 @@ def test_metrics_count_requests_by_status(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert 'gateway_requests_total{route="/predict",status="400"}' in text
     assert "gateway_request_duration_seconds_bucket" in text
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_it_holds_any_budget() -> None:
+    # The budget cannot hold 6 bytes per declared byte of 2,000: the size limit must answer.
+    config = Config(
+        inference_target=f"127.0.0.1:{closed_port()}", max_body_bytes=2000, memory_budget_bytes=5000
+    )
+    app = create_app(config)
+    with app.test_client() as small:
+        answer = small.post(
+            "/predict", data=b"[" + b" " * 2999 + b"]", headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 413
+    assert answer.get_json()["error"] == "request body larger than 2000 bytes"
