@@ -41,7 +41,10 @@ _SERVICE_CONFIG = {
                 "initialBackoff": "0.05s",
                 "maxBackoff": "0.2s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                # CANCELLED: what a stopping server answers a call that arrived as it shut
+                # down, before any handler ran (in-flight calls get its grace period);
+                # gRPC retries only attempts that received no response, and scoring is pure.
+                "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
             },
         }
     ],
