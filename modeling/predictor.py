@@ -6,7 +6,7 @@ The inference server wraps exactly this class; nothing here knows about gRPC or 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,11 @@ from numpy.typing import NDArray
 
 from modeling.bundle import load_stack
 from modeling.cleaning import CleanBatch, clean
+from modeling.learners.base import Contributions, sigmoid
 from modeling.stack import Stack
+
+EXPLANATION_TOLERANCE = 1e-6
+"""Largest gap allowed between an explanation's sum and the logit it explains."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,19 @@ class Prediction:
     probability: NDArray[np.float64]
     label: NDArray[np.int64]
     batch: CleanBatch
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Scores for a batch, with the stack's logit and its exact split over the inputs.
+
+    ``contributions.base + contributions.values.sum(axis=1)`` equals ``logit`` (to
+    :data:`EXPLANATION_TOLERANCE`), and ``sigmoid(logit)`` is the prediction's probability.
+    """
+
+    prediction: Prediction
+    logit: NDArray[np.float64]
+    contributions: Contributions
 
 
 class Predictor:
@@ -71,10 +88,38 @@ class Predictor:
         ``str`` or ``bytes``. Absent columns count as missing.
         """
         batch = clean(columns, n_rows)
-        if n_rows == 0:
-            empty = np.empty(0)
-            return Prediction(empty, empty.astype(np.int64), batch)
-        probability = self.stack.predict_proba(batch.matrix)
+        logit = self.stack.decision_function(batch.matrix) if n_rows else np.empty(0)
+        return self._prediction(batch, logit)
+
+    def explain(
+        self, columns: Mapping[str, Sequence[Any] | NDArray[Any]], n_rows: int
+    ) -> Explanation:
+        """Like :meth:`predict`, with each row's logit split exactly over the inputs.
+
+        Raises:
+            ArithmeticError: if an explanation does not add up to its logit (a bug, never
+                an answer).
+
+        """
+        batch = clean(columns, n_rows)
+        # no rows: explain one all-missing row, keep none of it (the names stay known)
+        matrix = batch.matrix if n_rows else np.full((1, batch.matrix.shape[1]), np.nan)
+        contributions = self.stack.contributions(matrix)
+        logit = self.stack.decision_function(matrix)
+        if not n_rows:
+            logit = logit[:0]
+            contributions = replace(
+                contributions, values=contributions.values[:0], base=contributions.base[:0]
+            )
+        gap = np.abs(contributions.base + contributions.values.sum(axis=1) - logit)
+        if not (gap <= EXPLANATION_TOLERANCE).all():
+            rows = np.flatnonzero(~(gap <= EXPLANATION_TOLERANCE))[:5].tolist()
+            raise ArithmeticError(f"the explanations of rows {rows} do not add up to their logit")
+        return Explanation(self._prediction(batch, logit), logit, contributions)
+
+    def _prediction(self, batch: CleanBatch, logit: NDArray[np.float64]) -> Prediction:
+        """Probabilities and labels from the stack's logits; a non-finite one is a bug."""
+        probability = sigmoid(logit)
         if not np.isfinite(probability).all():  # a bug, never an answer: fail loudly
             rows = np.flatnonzero(~np.isfinite(probability))[:5].tolist()
             raise ArithmeticError(f"the model gave a non-finite probability for rows {rows}")

@@ -1,4 +1,4 @@
-"""The fitted stack: base learners whose probabilities a logistic meta-learner combines."""
+"""The fitted stack: base learners whose log-odds a logistic meta-learner combines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners import Learner
+from modeling.learners.base import Contributions, sigmoid
 from modeling.learners.meta import MetaLearner
+from modeling.schema import COLUMNS
 
 
 @dataclass
@@ -19,13 +21,43 @@ class Stack:
     meta: MetaLearner
     threshold: float = 0.5
 
-    def base_probabilities(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``(n, k)`` P(y = 1) of each base learner, in meta-learner order."""
-        return np.column_stack([self.learners[n].predict_proba(features) for n in self.meta.names])
+    def base_logits(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(n, k)`` log-odds of each base learner, in meta-learner order."""
+        return np.column_stack(
+            [self.learners[n].decision_function(features) for n in self.meta.names]
+        )
+
+    def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The stack's log-odds of y = 1."""
+        return self.meta.decision_function(self.base_logits(features))
 
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(y = 1) of the stack."""
-        return self.meta.predict_proba(self.base_probabilities(features))
+        return sigmoid(self.decision_function(features))
+
+    def contributions(self, features: NDArray[np.float64]) -> Contributions:
+        """The stack's logit split over every schema column (then groups), exactly.
+
+        The meta-learner is linear in the base logits, so each column's contribution is
+        the weighted sum of its contributions to each base learner (tree SHAP for the
+        boosted trees, coefficient x value for the logistic one), and the base is the
+        intercept plus the weighted bases. Columns no learner reads contribute 0.
+        """
+        names = list(COLUMNS)
+        index = {name: i for i, name in enumerate(names)}
+        parts = [
+            (w, self.learners[n].contributions(features)) for n, w in self.meta.weights().items()
+        ]
+        groups = {group: cols for _, part in parts for group, cols in part.groups.items()}
+        for group in groups:
+            index[group] = len(names)
+            names.append(group)
+        values = np.zeros((len(features), len(names)))
+        base = np.full(len(features), self.meta.intercept)
+        for weight, part in parts:
+            values[:, [index[name] for name in part.names]] += weight * part.values
+            base += weight * part.base
+        return Contributions(tuple(names), values, base, groups)
 
     def accelerate(self) -> None:
         """Let every base learner make its scoring faster (answers unchanged to 1e-9)."""

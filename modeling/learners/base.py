@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -14,6 +15,30 @@ from modeling.schema import ALL_COLUMNS, CATEGORY_INDEX, COLUMNS
 
 Validation = tuple[NDArray[np.float64], NDArray[np.int_]]
 """Rows held out of a fit for early stopping: (features, 0/1 target)."""
+
+
+def sigmoid(logit: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The logistic function, safe for large magnitudes."""
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logit)), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """A logit split additively: ``base + values.sum(axis=1)`` is the logit of every row.
+
+    Attributes:
+        names: what each column of ``values`` is attributed to: a schema column, or a
+            group named in ``groups``.
+        values: ``(n, len(names))`` contribution of each name to each row's logit.
+        base: ``(n,)`` the part no input explains (the expected logit).
+        groups: the schema columns behind each group name (a feature read jointly).
+
+    """
+
+    names: tuple[str, ...]
+    values: NDArray[np.float64]
+    base: NDArray[np.float64]
+    groups: Mapping[str, tuple[str, ...]]
 
 
 class Learner(ABC):
@@ -70,8 +95,16 @@ class Learner(ABC):
         return {}
 
     @abstractmethod
+    def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Return the log-odds of y = 1 for every row (unbounded)."""
+
     def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Return P(y = 1) for every row."""
+        """Return P(y = 1) for every row: the sigmoid of :meth:`decision_function`."""
+        return sigmoid(self.decision_function(features))
+
+    @abstractmethod
+    def contributions(self, features: NDArray[np.float64]) -> Contributions:
+        """Split :meth:`decision_function` exactly over the learner's inputs, row by row."""
 
     @abstractmethod
     def save(self, directory: Path) -> Path:

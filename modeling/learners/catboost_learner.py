@@ -9,7 +9,7 @@ import numpy as np
 from catboost import CatBoostClassifier, FeaturesData, Pool
 from numpy.typing import NDArray
 
-from modeling.learners.base import Learner, Validation
+from modeling.learners.base import Contributions, Learner, Validation
 from modeling.schema import COLUMNS
 
 _MISSING_CATEGORY = "missing"
@@ -84,12 +84,21 @@ class CatBoostLearner(Learner):
             raise RuntimeError("CatBoostLearner is not fitted")
         return self._model
 
-    def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1) on one thread (online batches are small; replicas give parallelism)."""
+    def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Log-odds on one thread (online batches are small; replicas give parallelism)."""
         raw = self.model.predict(
             self._pool(features), prediction_type="RawFormulaVal", thread_count=1
         )
-        return np.asarray(1.0 / (1.0 + np.exp(-raw)), dtype=np.float64)
+        return np.asarray(raw, dtype=np.float64)
+
+    def contributions(self, features: NDArray[np.float64]) -> Contributions:
+        """Exact tree SHAP values, CatBoost's own ``ShapValues``, on one thread."""
+        pool = self._pool(features)
+        shap = np.asarray(
+            self.model.get_feature_importance(pool, type="ShapValues", thread_count=1),
+            dtype=np.float64,
+        )
+        return Contributions(tuple(pool.get_feature_names()), shap[:, :-1], shap[:, -1], {})
 
     def save(self, directory: Path) -> Path:
         """Write the model in CatBoost's binary ``cbm`` format."""

@@ -25,15 +25,15 @@ from numpy.typing import NDArray
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-9
-"""Largest difference from the booster's probability a compiled model may show."""
+"""Largest difference from the booster's log-odds a compiled model may show."""
 PROBE_ROWS = 2048
 
 
 class Scorer(Protocol):
-    """What answers P(y = 1) for a feature matrix (the booster, or its compilation)."""
+    """What answers the log-odds for a feature matrix (the booster, or its compilation)."""
 
     def __call__(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1) per row."""
+        """Log-odds of y = 1 per row."""
 
 
 class CompiledTrees:
@@ -50,12 +50,14 @@ class CompiledTrees:
         self._thread.start()
 
     def __call__(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1) from the compiled model once it is proven, else from the booster."""
+        """Log-odds from the compiled model once it is proven, else from the booster."""
         compiled = self._compiled
         return self._booster(features) if compiled is None else compiled(features)
 
     def _booster(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(self._booster_model.predict(features, num_threads=1), dtype=np.float64)
+        return np.asarray(
+            self._booster_model.predict(features, raw_score=True, num_threads=1), dtype=np.float64
+        )
 
     def wait(self, timeout: float | None = None) -> str:
         """Wait for the compilation to end; return the state (``compiled`` or why not)."""
@@ -69,7 +71,7 @@ class CompiledTrees:
             import lleaves  # the inference image has it; without it the booster stays
 
             model: Any = lleaves.Model(model_file=str(model_file))
-            model.compile()
+            model.compile(raw_score=True)
 
             def compiled(features: NDArray[np.float64]) -> NDArray[np.float64]:
                 return np.asarray(model.predict(features, n_jobs=1), dtype=np.float64)

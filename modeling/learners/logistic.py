@@ -16,14 +16,12 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.learners.base import Learner, Validation
+from modeling.learners.base import Contributions, Learner, Validation
 from modeling.learners.mixture import MixtureRatio
 from modeling.schema import COLUMNS, VOCABULARIES
 
-
-def sigmoid(logit: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The logistic function, safe for large magnitudes."""
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logit)), dtype=np.float64)
+MIXTURE_GROUP = "mixture"
+"""Contributions' name for the mixture-ratio feature, which reads every numeric column."""
 
 
 class _Design:
@@ -37,6 +35,10 @@ class _Design:
         self.mixture = MixtureRatio(state["mixture"]) if state.get("mixture") else None
         self.mean = np.asarray(state["mean"], dtype=np.float64)
         self.scale = np.asarray(state["scale"], dtype=np.float64)
+        # training share of each code, the last for "missing" (absent from older bundles)
+        self.category_shares = [
+            np.asarray(shares, dtype=np.float64) for shares in state.get("category_shares", [])
+        ]
 
     @classmethod
     def fit(
@@ -72,6 +74,10 @@ class _Design:
         scale = expanded.std(axis=0)
         design.mean = expanded.mean(axis=0)
         design.scale = np.where(scale > 0, scale, 1.0)
+        design.category_shares = [
+            np.bincount(codes, minlength=len(VOCABULARIES[COLUMNS[column]]) + 1) / len(codes)
+            for column, codes in zip(categories, design.one_hot_codes(features), strict=True)
+        ]
         return design
 
     def filled(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -115,6 +121,7 @@ class _Design:
             "mixture": self.mixture.state if self.mixture is not None else None,
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
+            "category_shares": [shares.tolist() for shares in self.category_shares],
         }
 
 
@@ -164,32 +171,85 @@ class LogisticLearner(Learner):
             raise RuntimeError("LogisticLearner is not fitted")
         return self._design
 
-    def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1), without building the design matrix.
+    def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Log-odds of y = 1, without building the design matrix.
 
         Standardisation is folded into the weights, each knot adds one matrix-vector
         product, and each category adds a table look-up: the same numbers as
-        ``sigmoid(design.transform(features) @ coef + intercept)`` at a fraction of the
-        memory traffic.
+        ``design.transform(features) @ coef + intercept`` at a fraction of the memory
+        traffic.
         """
         design = self.design
         values = design.filled(features)
-        n_numeric, n_knots = design.knots.shape
-        n_scaled = len(design.mean)
-        weights = self.coef[:n_scaled] / design.scale
+        weights, knot_weights = self._numeric_weights()
+        n_numeric = len(design.numeric)
         logit = values @ weights[:n_numeric] + (self.intercept - weights @ design.mean)
-        knot_weights = weights[n_numeric : n_numeric * (1 + n_knots)].reshape(n_numeric, n_knots)
-        for k in range(n_knots):
+        for k in range(knot_weights.shape[1]):
             logit += np.maximum(values - design.knots[:, k], 0.0) @ knot_weights[:, k]
         if design.mixture is not None:
             logit += weights[-1] * design.mixture.ratio(values)
-        offset = n_scaled
-        for column, codes in zip(design.categories, design.one_hot_codes(features), strict=True):
-            size = len(VOCABULARIES[COLUMNS[column]])
-            table = np.append(self.coef[offset : offset + size], 0.0)  # last: no category
+        for table, codes in zip(
+            self._category_tables(), design.one_hot_codes(features), strict=True
+        ):
             logit += table[codes]
+        return logit
+
+    def contributions(self, features: NDArray[np.float64]) -> Contributions:
+        """Coefficient x centred value per column; the mixture feature as one group.
+
+        A numeric column contributes its linear and hinge terms minus their training
+        means; a category column its coefficient minus the training average of its
+        coefficients; the base is the intercept plus those averages.
+        """
+        design = self.design
+        values = design.filled(features)
+        weights, knot_weights = self._numeric_weights()
+        n_numeric, n_knots = design.knots.shape
+        knot_means = design.mean[n_numeric : n_numeric * (1 + n_knots)].reshape(n_numeric, n_knots)
+        numeric = (values - design.mean[:n_numeric]) * weights[:n_numeric]
+        for k in range(n_knots):
+            hinge = np.maximum(values - design.knots[:, k], 0.0)
+            numeric += (hinge - knot_means[:, k]) * knot_weights[:, k]
+        parts = [numeric]
+        names = [COLUMNS[c] for c in design.numeric]
+        base = self.intercept
+        shares = design.category_shares or [None] * len(design.categories)
+        for column, table, codes, share in zip(
+            design.categories,
+            self._category_tables(),
+            design.one_hot_codes(features),
+            shares,
+            strict=True,
+        ):
+            centre = 0.0 if share is None else float(share @ table)
+            parts.append((table[codes] - centre)[:, None])
+            names.append(COLUMNS[column])
+            base += centre
+        groups: dict[str, tuple[str, ...]] = {}
+        if design.mixture is not None:
+            ratio = design.mixture.ratio(values)
+            parts.append((weights[-1] * (ratio - design.mean[-1]))[:, None])
+            names.append(MIXTURE_GROUP)
+            groups[MIXTURE_GROUP] = tuple(COLUMNS[c] for c in design.numeric)
+        return Contributions(
+            tuple(names), np.concatenate(parts, axis=1), np.full(len(values), base), groups
+        )
+
+    def _numeric_weights(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Coefficients per unscaled expanded column, and the hinges' as (numeric, knots)."""
+        design = self.design
+        n_numeric, n_knots = design.knots.shape
+        weights = self.coef[: len(design.mean)] / design.scale
+        return weights, weights[n_numeric : n_numeric * (1 + n_knots)].reshape(n_numeric, n_knots)
+
+    def _category_tables(self) -> list[NDArray[np.float64]]:
+        """Per category column, the coefficient of each code, then 0 for "missing"."""
+        tables, offset = [], len(self.design.mean)
+        for column in self.design.categories:
+            size = len(VOCABULARIES[COLUMNS[column]])
+            tables.append(np.append(self.coef[offset : offset + size], 0.0))
             offset += size
-        return sigmoid(logit)
+        return tables
 
     def save(self, directory: Path) -> Path:
         """Write parameters, columns, expansion and coefficients as JSON."""

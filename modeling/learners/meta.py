@@ -9,23 +9,17 @@ from typing import Self
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.learners.logistic import sigmoid
-
-_EPSILON = 1e-6
-
-
-def logit(probability: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Log-odds of probabilities clipped away from 0 and 1."""
-    clipped = np.clip(probability, _EPSILON, 1 - _EPSILON)
-    return np.asarray(np.log(clipped / (1 - clipped)), dtype=np.float64)
+from modeling.learners.base import sigmoid
 
 
 class MetaLearner:
-    """Combines base-learner probabilities ``(n, k)`` into one probability.
+    """Combines the base learners' log-odds ``(n, k)`` into one probability.
 
-    Working on logits keeps the combination close to a weighted average of
-    log-odds, which is what well-calibrated boosted models agree on. ``C`` is kept
-    large because there are only ``k`` weights to learn from many rows.
+    Working on log-odds keeps the combination close to a weighted average of them,
+    which is what well-calibrated boosted models agree on, and keeps the stack's own
+    logit an exact sum: ``intercept + logits @ coef``, so an explanation of each base
+    logit is one of the stack's. ``C`` is kept large because there are only ``k``
+    weights to learn from many rows.
     """
 
     filename = "meta.json"
@@ -36,18 +30,22 @@ class MetaLearner:
         self.coef = np.zeros(len(names))
         self.intercept = 0.0
 
-    def fit(self, base_probabilities: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
-        """Fit the weights on out-of-fold base predictions."""
+    def fit(self, base_logits: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
+        """Fit the weights on out-of-fold base log-odds."""
         from sklearn.linear_model import LogisticRegression  # training-only dependency
 
-        model = LogisticRegression(C=self.c, max_iter=1000).fit(logit(base_probabilities), target)
+        model = LogisticRegression(C=self.c, max_iter=1000).fit(base_logits, target)
         self.coef = model.coef_.ravel().astype(np.float64)
         self.intercept = float(model.intercept_[0])
         return self
 
-    def predict_proba(self, base_probabilities: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1) from the base learners' probabilities, columns in ``names`` order."""
-        return sigmoid(logit(base_probabilities) @ self.coef + self.intercept)
+    def decision_function(self, base_logits: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The stack's log-odds from the base learners' (columns in ``names`` order)."""
+        return np.asarray(base_logits @ self.coef + self.intercept, dtype=np.float64)
+
+    def predict_proba(self, base_logits: NDArray[np.float64]) -> NDArray[np.float64]:
+        """P(y = 1) from the base learners' log-odds (columns in ``names`` order)."""
+        return sigmoid(self.decision_function(base_logits))
 
     def weights(self) -> dict[str, float]:
         """The weight of each base learner's logit."""

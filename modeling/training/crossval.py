@@ -22,7 +22,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners import LEARNERS, Learner
-from modeling.learners.meta import logit
 from modeling.schema import ALL_COLUMNS
 from modeling.training.selection import select_columns
 
@@ -40,7 +39,7 @@ class OutOfFold:
 
     Attributes:
         names: the base learners, in the order of ``base``'s columns.
-        base: ``(n, k)`` P(y = 1) of each base learner, each row predicted by the
+        base: ``(n, k)`` log-odds of each base learner, each row predicted by the
             learners that did not see it.
         stack: P(y = 1) of the meta-learner, itself cross-validated over ``base``.
         folds: the fold index of every row.
@@ -148,7 +147,7 @@ def out_of_fold(
         for j, name in enumerate(names):
             started = time.perf_counter()
             learner, chosen = fit_learner(name, params, columns, x, y, stop)
-            base[held_out, j] = learner.predict_proba(features[held_out])
+            base[held_out, j] = learner.decision_function(features[held_out])
             result.seconds[name] += time.perf_counter() - started
             result.capacity[name].append(chosen)
             progress(f"{name}: fold {k + 1}/{n_folds} {chosen}")
@@ -165,7 +164,7 @@ def stack_out_of_fold(
 
     predicted = cross_val_predict(
         LogisticRegression(max_iter=1000),
-        logit(base),
+        base,
         target,
         cv=PredefinedSplit(folds),
         method="predict_proba",

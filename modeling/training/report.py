@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners import LightGBMLearner
+from modeling.learners.base import sigmoid
 from modeling.learners.meta import MetaLearner
 from modeling.training.baseline import ClassicBaseModel
 from modeling.training.crossval import OutOfFold, Progress, out_of_fold, refit_params
@@ -123,7 +124,7 @@ def compare(
     scores = {
         CLASSIC: classic_out_of_fold(data, oof.folds),
         **peers_out_of_fold(data.features, data.target, oof.folds, seed=seed, progress=progress),
-        **{n: oof.base[:, j] for j, n in enumerate(oof.names)},
+        **{n: sigmoid(oof.base[:, j]) for j, n in enumerate(oof.names)},
         "stack": oof.stack,
     }
     return oof, scores

@@ -37,7 +37,7 @@ def test_compiled_trees_equal_the_booster_on_thousands_of_rows(model_file: Path)
     booster = lgb.Booster(model_file=str(model_file))
     trees = CompiledTrees(model_file, booster)
     rows = np.vstack([probe_rows(booster, seed=seed) for seed in (11, 12, 13)])  # 6,144 rows
-    native = booster.predict(rows, num_threads=1)
+    native = booster.predict(rows, raw_score=True, num_threads=1)
     assert trees.wait(120) == "compiled"
     compiled = trees(rows)
     assert np.max(np.abs(compiled - native)) <= TOLERANCE
@@ -57,7 +57,7 @@ def test_without_lleaves_the_booster_answers(model_file: Path, monkeypatch: Any)
     trees = CompiledTrees(model_file, booster)
     assert trees.wait(30).startswith("not compiled (ImportError")
     rows = probe_rows(booster, seed=5)
-    np.testing.assert_array_equal(trees(rows), booster.predict(rows, num_threads=1))
+    np.testing.assert_array_equal(trees(rows), booster.predict(rows, raw_score=True, num_threads=1))
 
 
 def test_a_compilation_that_disagrees_is_not_used(model_file: Path, tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_a_compilation_that_disagrees_is_not_used(model_file: Path, tmp_path: Pa
     trees = CompiledTrees(other, booster)
     assert trees.wait(60).startswith("not compiled (differs from the booster by")
     rows = probe_rows(booster, seed=6)
-    np.testing.assert_array_equal(trees(rows), booster.predict(rows, num_threads=1))
+    np.testing.assert_array_equal(trees(rows), booster.predict(rows, raw_score=True, num_threads=1))
 
 
 def test_an_accelerated_predictor_answers_as_before(quick_bundle: Path) -> None:

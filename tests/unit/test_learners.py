@@ -6,7 +6,7 @@ import pytest
 
 from modeling.cleaning import clean
 from modeling.learners import LEARNERS
-from modeling.learners.meta import MetaLearner, logit
+from modeling.learners.meta import MetaLearner
 from modeling.training.crossval import candidates
 from modeling.training.params import load_params
 from modeling.training.synthetic import synthetic_table
@@ -90,15 +90,18 @@ def test_logistic_without_knots_is_a_plain_linear_model(data):
 def test_meta_learner_weights_the_better_base_learner_more(tmp_path):
     rng = np.random.default_rng(0)
     target = rng.integers(0, 2, 4000)
-    good = np.clip(0.5 + 0.3 * (target - 0.5) + rng.normal(0, 0.1, 4000), 0.01, 0.99)
-    noise = rng.uniform(0.01, 0.99, 4000)
+    good = 1.2 * (target - 0.5) + rng.normal(0, 0.4, 4000)  # log-odds
+    noise = rng.normal(0, 2, 4000)
     meta = MetaLearner(["good", "noise"]).fit(np.column_stack([good, noise]), target)
     weights = meta.weights()
     assert weights["good"] > 5 * abs(weights["noise"])
     meta.save(tmp_path)
     again = MetaLearner.load(tmp_path)
     assert again.weights() == weights
-    np.testing.assert_allclose(logit(np.array([0.5])), [0.0])
+    logits = np.array([[0.0, 0.0], [40.0, -3.0]])  # unbounded: no clipping of the logits
+    np.testing.assert_allclose(
+        again.decision_function(logits), again.intercept + logits @ again.coef, rtol=1e-15
+    )
 
 
 def test_learners_use_only_their_columns_and_remember_them(data, tmp_path):
