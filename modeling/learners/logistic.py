@@ -213,15 +213,12 @@ class LogisticLearner(Learner):
         parts = [numeric]
         names = [COLUMNS[c] for c in design.numeric]
         base = self.intercept
-        shares = design.category_shares or [None] * len(design.categories)
+        tables = self._category_tables()
+        shares = design.category_shares or [np.zeros_like(table) for table in tables]
         for column, table, codes, share in zip(
-            design.categories,
-            self._category_tables(),
-            design.one_hot_codes(features),
-            shares,
-            strict=True,
+            design.categories, tables, design.one_hot_codes(features), shares, strict=True
         ):
-            centre = 0.0 if share is None else float(share @ table)
+            centre = float(share @ table)  # older bundles have no shares: centred on 0
             parts.append((table[codes] - centre)[:, None])
             names.append(COLUMNS[column])
             base += centre
