@@ -32,6 +32,10 @@ class Settings:
         max_text_bytes: longest BYTES element accepted (INVALID_ARGUMENT beyond).
         max_message_bytes: largest request message gRPC accepts (RESOURCE_EXHAUSTED).
         reflection: serve gRPC server reflection (for grpcurl and other tools).
+        explain_max_rows: most rows one call may ask explanations for (the gateway sends
+            its explanations in chunks of this size or fewer).
+        explain_concurrency: explanation calls computed at once; one more is refused
+            with RESOURCE_EXHAUSTED (scoring is never held up by explanations).
         compile_trees: compile LightGBM's trees to native code in the background (needs
             the ``accelerate`` extra; answers unchanged to 1e-9). Off by default: on the
             stand-in bundle (244 trees of up to 127 leaves) it took 159 s of one core and
@@ -52,6 +56,8 @@ class Settings:
     max_text_bytes: int = 4096
     max_message_bytes: int = MAX_MESSAGE_BYTES
     reflection: bool = True
+    explain_max_rows: int = 1024
+    explain_concurrency: int = 1
     compile_trees: bool = False
 
 
@@ -69,6 +75,8 @@ _ENV = {
     "max_text_bytes": "INFERENCE_MAX_TEXT_BYTES",
     "max_message_bytes": "INFERENCE_MAX_MESSAGE_BYTES",
     "reflection": "INFERENCE_REFLECTION",
+    "explain_max_rows": "INFERENCE_EXPLAIN_MAX_ROWS",
+    "explain_concurrency": "INFERENCE_EXPLAIN_CONCURRENCY",
     "compile_trees": "INFERENCE_COMPILE_TREES",
 }
 """The environment variable behind each setting (a flag wins over its variable)."""
@@ -144,6 +152,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add(
         "--reflection", "reflection", _switch, "serve gRPC reflection (on/off), default %(default)s"
+    )
+    add(
+        "--explain-max-rows",
+        "explain_max_rows",
+        _positive_int,
+        "rows per explanation call, default %(default)s",
+    )
+    add(
+        "--explain-concurrency",
+        "explain_concurrency",
+        _positive_int,
+        "explanation calls at once, default %(default)s",
     )
     add(
         "--compile-trees",

@@ -7,24 +7,42 @@ from :mod:`modeling.schema`, but nothing of gRPC; the servicer is a thin adapter
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from numpy.typing import NDArray
 
 from inference.batcher import BatchHook, Columns, DynamicBatcher, Outputs
-from inference.tensors import Limits, TensorSpec
+from inference.tensors import Limits, TensorError, TensorSpec
 from modeling.cleaning import MISSING_TEXT
 from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
-from proto.codec import BYTES, CLASS, FP64, INT64, PROBABILITY
+from proto.codec import (
+    BASE_LOGIT,
+    BYTES,
+    CLASS,
+    CONTRIBUTIONS,
+    EXPLANATION_OUTPUTS,
+    FP64,
+    INT64,
+    LOGIT,
+    PROBABILITY,
+)
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = (TensorSpec(PROBABILITY, FP64), TensorSpec(CLASS, INT64))
-"""``probability`` is P(y = 1); ``class`` is 1 where it reaches the model's threshold."""
+OUTPUTS = (
+    TensorSpec(PROBABILITY, FP64),
+    TensorSpec(CLASS, INT64),
+    TensorSpec(LOGIT, FP64),
+    TensorSpec(BASE_LOGIT, FP64),
+    TensorSpec(CONTRIBUTIONS, FP64, (-1, -1)),
+)
+"""``probability`` is P(y = 1); ``class`` is 1 where it reaches the model's threshold; the
+explanation outputs (:data:`proto.codec.EXPLANATION_OUTPUTS`) only when requested."""
 PLATFORM = "scoring-service-stacked-ensemble"
 
 
@@ -42,6 +60,10 @@ class ModelNotFoundError(LookupError):
     """A request named a model (or version) this server does not serve."""
 
 
+class ExplanationsBusyError(RuntimeError):
+    """Every explanation slot is taken: the caller should retry shortly."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What ModelMetadata reports."""
@@ -52,6 +74,21 @@ class ModelInfo:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     missing_text: frozenset[str]
+    contribution_names: tuple[str, ...]
+    contribution_groups: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class ExplainLimits:
+    """How much explaining one server does: rows per call, and calls at once.
+
+    Explaining costs far more than scoring (tree SHAP walks every path of every tree),
+    so it runs beside the batcher, never inside it, in at most ``concurrency`` calls;
+    one more is refused at once (the caller retries) rather than holding a gRPC thread.
+    """
+
+    max_rows: int
+    concurrency: int
 
 
 class DataPlane:
@@ -64,11 +101,15 @@ class DataPlane:
         max_batch_rows: int,
         max_queue_delay_s: float,
         limits: Limits,
+        explain: ExplainLimits,
         on_batch: BatchHook | None = None,
         on_quality: QualityHook | None = None,
     ) -> None:
         self._predictor = predictor
         self.limits = limits
+        self.explain_limits = explain
+        self._explaining = threading.BoundedSemaphore(explain.concurrency)
+        names = predictor.explain({}, 0).contributions  # names only: no row explained
         self.model = ModelInfo(
             name=predictor.name,
             version=str(predictor.version),
@@ -76,6 +117,8 @@ class DataPlane:
             inputs=input_specs(),
             outputs=OUTPUTS,
             missing_text=MISSING_TEXT,
+            contribution_names=names.names,
+            contribution_groups=dict(names.groups),
         )
         self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in self.model.inputs}
         self.output_names = tuple(s.name for s in self.model.outputs)
@@ -129,14 +172,44 @@ class DataPlane:
             self._on_quality(prediction.batch.missing, prediction.batch.unrecognised)
         return {PROBABILITY: prediction.probability, CLASS: prediction.label}
 
-    def infer(self, columns: Mapping[str, NDArray[Any]], n_rows: int) -> dict[str, NDArray[Any]]:
-        """Score ``n_rows`` rows given as columns; return every output by name.
+    def infer(
+        self,
+        columns: Mapping[str, NDArray[Any]],
+        n_rows: int,
+        outputs: Sequence[str] = (PROBABILITY, CLASS),
+    ) -> dict[str, NDArray[Any]]:
+        """Score ``n_rows`` rows given as columns; return at least ``outputs`` by name.
+
+        Plain scores go through the dynamic batcher; a request for any explanation
+        output is explained on the caller's thread, within :class:`ExplainLimits`.
 
         Raises:
             BatcherClosedError: once :meth:`close` has been called.
+            TensorError: more rows than an explanation may have.
+            ExplanationsBusyError: every explanation slot is taken.
 
         """
-        return self._batcher.submit(columns, n_rows)
+        if not any(name in EXPLANATION_OUTPUTS for name in outputs):
+            return self._batcher.submit(columns, n_rows)
+        limit = self.explain_limits.max_rows
+        if n_rows > limit:
+            raise TensorError(f"{n_rows} rows to explain; at most {limit} per request")
+        if not self._explaining.acquire(blocking=False):
+            raise ExplanationsBusyError(
+                f"all {self.explain_limits.concurrency} explanation slots are busy; retry"
+            )
+        try:
+            explanation = self._predictor.explain(columns, n_rows)
+        finally:
+            self._explaining.release()
+        contributions = explanation.contributions
+        return {
+            PROBABILITY: explanation.prediction.probability,
+            CLASS: explanation.prediction.label,
+            LOGIT: explanation.logit,
+            BASE_LOGIT: contributions.base,
+            CONTRIBUTIONS: contributions.values,
+        }
 
     def drain(self) -> None:
         """Report not ready from now on (scoring still works until :meth:`close`)."""

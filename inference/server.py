@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from inference import logs
 from inference.config import Settings, load_settings
-from inference.dataplane import DataPlane
+from inference.dataplane import DataPlane, ExplainLimits
 from inference.metrics import Metrics
 from inference.servicer import InferenceServicer
 from inference.tensors import Limits
@@ -65,6 +65,7 @@ class InferenceServer:
             on_batch=self.metrics.observe_batch,
             on_quality=self.metrics.observe_quality,
             limits=Limits(settings.max_request_rows, settings.max_text_bytes),
+            explain=ExplainLimits(settings.explain_max_rows, settings.explain_concurrency),
         )
         self.health = health.HealthServicer()
         self._server = grpc.server(

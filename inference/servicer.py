@@ -17,12 +17,20 @@ from typing import TypeVar
 import grpc
 
 from inference.batcher import BatcherClosedError
-from inference.dataplane import DataPlane, ModelNotFoundError
+from inference.dataplane import DataPlane, ExplanationsBusyError, ModelNotFoundError
 from inference.metrics import Metrics
 from inference.tensors import decode_inputs, encode_outputs, requested_outputs
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
-from proto.codec import MISSING_TEXT, CodecError, encode_texts
+from proto.codec import (
+    CONTRIBUTION_GROUPS,
+    CONTRIBUTION_NAMES,
+    DEFAULT_OUTPUTS,
+    MISSING_TEXT,
+    CodecError,
+    encode_contribution_names,
+    encode_texts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,8 @@ def _status(error: Exception) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(error, BatcherClosedError):
         return grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, ExplanationsBusyError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     return grpc.StatusCode.INTERNAL
 
 
@@ -118,7 +128,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(  # noqa: N802
         self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ModelMetadataResponse:
-        """The model's inputs (one per schema column), outputs and missing-value texts."""
+        """The model's inputs, outputs, missing-value texts and contributions' names."""
 
         def handle() -> pb.ModelMetadataResponse:
             model = self._plane.get_model(request.name, request.version)
@@ -131,7 +141,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             ):
                 for spec in specs:
                     field.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
-            response.parameters[MISSING_TEXT].string_param = encode_texts(model.missing_text)
+            parameters = response.parameters
+            parameters[MISSING_TEXT].string_param = encode_texts(model.missing_text)
+            names, groups = encode_contribution_names(
+                model.contribution_names, model.contribution_groups
+            )
+            parameters[CONTRIBUTION_NAMES].string_param = names
+            parameters[CONTRIBUTION_GROUPS].string_param = groups
             return response
 
         return self._call("ModelMetadata", context, handle)
@@ -145,8 +161,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             plane = self._plane
             model = plane.get_model(request.model_name, request.model_version)
             columns, n_rows = decode_inputs(request, plane.input_specs, plane.limits)
-            names = requested_outputs(request, plane.output_names)
-            values = plane.infer(columns, n_rows)
+            names = requested_outputs(request, plane.output_names, DEFAULT_OUTPUTS)
+            values = plane.infer(columns, n_rows, names)
             specs = {spec.name: spec for spec in model.outputs}
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=model.version, id=request.id

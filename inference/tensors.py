@@ -158,14 +158,18 @@ def _check_text(name: str, column: NDArray[Any], max_bytes: int) -> None:
         )
 
 
-def requested_outputs(request: pb.ModelInferRequest, available: Sequence[str]) -> list[str]:
-    """Names of the outputs to answer: those requested, in order, or every output."""
+def requested_outputs(
+    request: pb.ModelInferRequest, available: Sequence[str], default: Sequence[str]
+) -> list[str]:
+    """Names of the outputs to answer: those requested, in order, or ``default``."""
     if not request.outputs:
-        return list(available)
+        return list(default)
     names = [output.name for output in request.outputs]
     for name in names:
         if name not in available:
             raise TensorError(f"output {name!r} is not an output of this model")
+    if len(set(names)) != len(names):
+        raise TensorError(f"outputs {names} name one output more than once")
     return names
 
 
@@ -175,7 +179,7 @@ def encode_outputs(
     """Append each ``(spec, values)`` to ``response`` as an output with raw contents."""
     for spec, values in outputs:
         tensor = response.outputs.add(name=spec.name, datatype=spec.datatype)
-        tensor.shape.append(len(values))
+        tensor.shape.extend(values.shape)
         response.raw_output_contents.append(
             np.ascontiguousarray(values, dtype=_DTYPES[spec.datatype]).tobytes()
         )

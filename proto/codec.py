@@ -37,6 +37,22 @@ PROBABILITY = "probability"
 """Output: P(y = 1) per row (FP64)."""
 CLASS = "class"
 """Output: 1 where the probability reaches the model's threshold, else 0 (INT64)."""
+DEFAULT_OUTPUTS = (PROBABILITY, CLASS)
+"""What a request that names no outputs gets (explanations cost extra: only on request)."""
+LOGIT = "logit"
+"""Output, on request: the model's log-odds of y = 1 per row (FP64)."""
+BASE_LOGIT = "base_logit"
+"""Output, on request: the part of each logit no input explains (FP64)."""
+CONTRIBUTIONS = "contributions"
+"""Output, on request: ``[N, M]`` FP64, each input's contribution to each row's logit;
+``base_logit + contributions.sum(axis=1) == logit``. Columns named by the metadata's
+:data:`CONTRIBUTION_NAMES`."""
+EXPLANATION_OUTPUTS = (LOGIT, BASE_LOGIT, CONTRIBUTIONS)
+CONTRIBUTION_NAMES = "contribution_names"
+"""ModelMetadata parameter: JSON list naming the columns of :data:`CONTRIBUTIONS`."""
+CONTRIBUTION_GROUPS = "contribution_groups"
+"""ModelMetadata parameter: JSON object, each contribution name that is a group of inputs
+(a feature read from several columns together) -> the list of those inputs."""
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 """Largest message either side sends or accepts by default (gRPC's own default is 4 MiB)."""
@@ -104,3 +120,39 @@ def decode_texts(value: str) -> frozenset[str]:
     if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         raise CodecError(f"parameter {MISSING_TEXT} is not a JSON list of strings: {value!r}")
     return frozenset(text.lower() for text in texts)
+
+
+def encode_contribution_names(
+    names: Sequence[str], groups: Mapping[str, Sequence[str]]
+) -> tuple[str, str]:
+    """The :data:`CONTRIBUTION_NAMES` and :data:`CONTRIBUTION_GROUPS` parameters' values."""
+    return json.dumps(list(names)), json.dumps({k: list(v) for k, v in groups.items()})
+
+
+def decode_contribution_names(
+    names: str, groups: str
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """Read the parameters written by :func:`encode_contribution_names`.
+
+    Raises:
+        CodecError: when either is not the JSON it should be.
+
+    """
+    try:
+        listed, grouped = json.loads(names), json.loads(groups)
+    except ValueError:
+        listed = grouped = None
+    if (
+        not isinstance(listed, list)
+        or not all(isinstance(name, str) for name in listed)
+        or not isinstance(grouped, dict)
+        or not all(
+            isinstance(members, list) and all(isinstance(m, str) for m in members)
+            for members in grouped.values()
+        )
+    ):
+        raise CodecError(
+            f"parameters {CONTRIBUTION_NAMES}/{CONTRIBUTION_GROUPS} are not a JSON list of "
+            "strings and an object of string lists"
+        )
+    return tuple(listed), {name: tuple(members) for name, members in grouped.items()}

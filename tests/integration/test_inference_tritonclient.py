@@ -47,6 +47,34 @@ def test_tritonclient_metadata_and_infer(client, inference_bundle: Path) -> None
     assert result.get_response().id == "t-1"
 
 
+def test_tritonclient_asks_for_an_explanation(client, inference_bundle: Path) -> None:
+    predictor = load_bundle(inference_bundle)
+    metadata = client.get_model_metadata(predictor.name, as_json=True)
+    shapes = {spec["name"]: spec["shape"] for spec in metadata["outputs"]}
+    assert shapes["contributions"] == ["-1", "-1"]  # stock clients read int64 as text
+    table, _ = synthetic_table(30, seed=10)
+    columns = oip_columns(table)
+    inputs = []
+    for spec in metadata["inputs"]:
+        tensor = triton.InferInput(spec["name"], [30], spec["datatype"])
+        kind = np.float64 if spec["datatype"] == "FP64" else object
+        tensor.set_data_from_numpy(np.asarray(columns[spec["name"]], kind))
+        inputs.append(tensor)
+    names = ("probability", "logit", "base_logit", "contributions")
+    outputs = [triton.InferRequestedOutput(name) for name in names]
+    result = client.infer(predictor.name, inputs, outputs=outputs)
+    contributions = result.as_numpy("contributions")
+    expected = predictor.explain(columns, 30)
+    assert contributions.shape == (30, len(expected.contributions.names))
+    total = result.as_numpy("base_logit") + contributions.sum(axis=1)
+    np.testing.assert_allclose(total, result.as_numpy("logit"), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("logit"), expected.logit, atol=1e-12)
+    np.testing.assert_allclose(
+        result.as_numpy("probability"), predictor.predict(columns, 30).probability, atol=1e-12
+    )
+    assert result.as_numpy("class") is None  # not asked for, not sent
+
+
 def test_tritonclient_sees_invalid_argument(client, inference_bundle: Path) -> None:
     predictor = load_bundle(inference_bundle)
     tensor = triton.InferInput("x0", [2], "FP32")

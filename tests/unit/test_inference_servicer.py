@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from inference.config import Settings
-from inference.dataplane import DataPlane
+from inference.dataplane import DataPlane, ExplainLimits
 from inference.metrics import Metrics
 from inference.servicer import SERVER_NAME, InferenceServicer
 from inference.tensors import Limits
@@ -19,7 +19,13 @@ from modeling.predictor import Prediction, Predictor, load_bundle
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
-from proto.codec import MISSING_TEXT, decode_texts
+from proto.codec import (
+    CONTRIBUTION_GROUPS,
+    CONTRIBUTION_NAMES,
+    MISSING_TEXT,
+    decode_contribution_names,
+    decode_texts,
+)
 from tests.oip import infer_request, oip_columns
 
 
@@ -54,6 +60,7 @@ def data_plane(predictor: Any, **hooks: Any) -> DataPlane:
         max_batch_rows=defaults.max_batch_rows,
         max_queue_delay_s=defaults.max_queue_delay_ms / 1000,
         limits=Limits(defaults.max_request_rows, defaults.max_text_bytes),
+        explain=ExplainLimits(defaults.explain_max_rows, defaults.explain_concurrency),
         **hooks,
     )
 
@@ -122,9 +129,18 @@ def test_model_metadata_lists_the_schema(servicer: InferenceServicer, predictor:
     assert [(o.name, o.datatype, list(o.shape)) for o in reply.outputs] == [
         ("probability", "FP64", [-1]),
         ("class", "INT64", [-1]),
+        ("logit", "FP64", [-1]),
+        ("base_logit", "FP64", [-1]),
+        ("contributions", "FP64", [-1, -1]),
     ]
     # the texts cleaning counts as missing, published once for every client (the gateway)
     assert decode_texts(reply.parameters[MISSING_TEXT].string_param) == CLEANING_MISSING
+    names, groups = decode_contribution_names(
+        reply.parameters[CONTRIBUTION_NAMES].string_param,
+        reply.parameters[CONTRIBUTION_GROUPS].string_param,
+    )
+    assert names[: len(COLUMNS)] == COLUMNS
+    assert set(names[len(COLUMNS) :]) == set(groups)
 
 
 @pytest.mark.parametrize(("name", "version"), [("nope", ""), (None, "0")])
@@ -189,6 +205,59 @@ def test_requested_outputs_only(servicer: InferenceServicer, predictor: Predicto
     assert len(reply.raw_output_contents) == 1
 
 
+def explain_request(name: str, columns: dict[str, Any]) -> pb.ModelInferRequest:
+    request = infer_request(name, columns)
+    for output in ("logit", "base_logit", "contributions", "probability"):
+        request.outputs.add(name=output)
+    return request
+
+
+def test_an_explanation_is_answered_only_on_request(
+    servicer: InferenceServicer, predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    columns = rows(40, seed=4)
+    reply = call(servicer, "ModelInfer", explain_request(predictor.name, columns))
+    assert [o.name for o in reply.outputs] == [
+        "logit",
+        "base_logit",
+        "contributions",
+        "probability",
+    ]
+    width = len(servicer._plane.model.contribution_names)
+    assert list(reply.outputs[2].shape) == [40, width]
+    contributions = np.frombuffer(reply.raw_output_contents[2]).reshape(40, width)
+    logit = np.frombuffer(reply.raw_output_contents[0])
+    base = np.frombuffer(reply.raw_output_contents[1])
+    np.testing.assert_allclose(base + contributions.sum(axis=1), logit, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        np.frombuffer(reply.raw_output_contents[3]), predictor.predict(columns, 40).probability
+    )
+
+    def no_explaining(*_: Any) -> None:
+        raise AssertionError("a plain request computed an explanation")
+
+    monkeypatch.setattr(predictor, "explain", no_explaining)
+    assert len(call(servicer, "ModelInfer", infer_request(predictor.name, columns)).outputs) == 2
+
+
+def test_explanations_are_bounded_in_rows_and_in_calls_at_once(
+    servicer: InferenceServicer, plane: DataPlane, predictor: Predictor
+) -> None:
+    limit = plane.explain_limits.max_rows
+    with pytest.raises(AbortedError) as error:
+        call(servicer, "ModelInfer", explain_request(predictor.name, rows(limit + 1)))
+    assert error.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at most {limit}" in error.value.details
+    for _ in range(plane.explain_limits.concurrency):  # every slot taken by other calls
+        plane._explaining.acquire()
+    with pytest.raises(AbortedError) as error:
+        call(servicer, "ModelInfer", explain_request(predictor.name, rows(2)))
+    assert error.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(call(servicer, "ModelInfer", infer_request(predictor.name, rows(2))).outputs) == 2
+    plane._explaining.release()
+    assert call(servicer, "ModelInfer", explain_request(predictor.name, rows(2))).outputs
+
+
 def add_input(request: pb.ModelInferRequest, name: str) -> None:
     request.inputs.add(name=name, datatype="FP64", shape=[3])
     request.raw_input_contents.append(np.zeros(3).tobytes())
@@ -200,7 +269,8 @@ def add_input(request: pb.ModelInferRequest, name: str) -> None:
         (lambda r: r.inputs[1].__setattr__("datatype", "FP64"), "INVALID_ARGUMENT", "x1"),
         (lambda r: r.inputs[3].shape.__setitem__(0, 2), "INVALID_ARGUMENT", "x3"),
         (lambda r: add_input(r, "x100"), "INVALID_ARGUMENT", "x100"),
-        (lambda r: r.outputs.add(name="logit"), "INVALID_ARGUMENT", "logit"),
+        (lambda r: r.outputs.add(name="shap"), "INVALID_ARGUMENT", "shap"),
+        (lambda r: [r.outputs.add(name="class") for _ in "ab"], "INVALID_ARGUMENT", "class"),
         (lambda r: r.__setattr__("model_name", "other"), "NOT_FOUND", "other"),
     ],
 )

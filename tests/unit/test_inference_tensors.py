@@ -124,12 +124,12 @@ def test_typed_contents_must_match_the_shape() -> None:
 def test_requested_outputs() -> None:
     available = ("probability", "class")
     request = pb.ModelInferRequest()
-    assert requested_outputs(request, available) == ["probability", "class"]
+    assert requested_outputs(request, available, available) == ["probability", "class"]
     request.outputs.add(name="class")
-    assert requested_outputs(request, available) == ["class"]
+    assert requested_outputs(request, available, available) == ["class"]
     request.outputs.add(name="logit")
     with pytest.raises(TensorError, match="'logit' is not an output"):
-        requested_outputs(request, available)
+        requested_outputs(request, available, available)
 
 
 def test_outputs_are_encoded_as_raw_little_endian() -> None:
