@@ -1,17 +1,19 @@
-"""The Flask application: ``POST /predict`` and the operational endpoints.
+"""The Flask application: ``POST /predict``, ``POST /explain`` and the operational endpoints.
 
 ``create_app(config)`` builds one app with its own :class:`InferenceClient`. Request
 handling is: content type -> size -> JSON -> rows -> columns (the model's inputs from
-ModelMetadata) -> ModelInfer -> ``[{"class": c, "probability": p}, ...]``. Every
-failure is an :class:`ApiError` answered as the contract's JSON error body; a bad value
-fails only its own request.
+ModelMetadata) -> ModelInfer -> ``[{"class": c, "probability": p}, ...]``; ``/explain``
+takes the same body and limits, asks for the explanation outputs too and answers each
+row's logit and largest contributions. Every failure is an :class:`ApiError` answered as
+the contract's JSON error body; a bad value fails only its own request.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -25,6 +27,7 @@ from gateway.coalesce import Coalescer
 from gateway.config import Config
 from gateway.convert import Batch, parse_body, rows_to_batch
 from gateway.errors import ApiError, unavailable
+from gateway.explanations import explanation_rows, parse_top
 from gateway.openapi import OPENAPI
 from gateway.wire import ModelSchema
 
@@ -32,6 +35,7 @@ log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
 _COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
+T = TypeVar("T")
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -96,18 +100,14 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.post("/predict")
     def predict() -> Response:
-        if not _is_json(request.mimetype):
-            raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
-        declared = request.content_length
-        if declared is not None and declared > config.max_body_bytes:
-            raise _too_large(config.max_body_bytes)  # before it holds any of the budget
-        with budget.reserve(
-            memory.BYTES_PER_BODY_BYTE * (declared or config.max_body_bytes)
-        ) as reservation:
-            body = _read_body(config.max_body_bytes)
-            values = _count_values(body, config)
-            reservation.resize(memory.estimate(len(body), values))
-            return _json(_score(client, coalescer, config, body))
+        return _admitted(config, budget, lambda body, _: _score(client, coalescer, config, body))
+
+    @app.post("/explain")
+    def explain() -> Response:
+        top = parse_top(request.args.get("top"), config.explain_top)
+        return _admitted(
+            config, budget, lambda body, held: _explain(client, config, body, top, held)
+        )
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -131,6 +131,24 @@ def create_app(config: Config | None = None) -> Flask:
         return Response(openapi_body, mimetype=_JSON)
 
     return app
+
+
+def _admitted(
+    config: Config, budget: memory.Budget, handle: Callable[[bytes, memory.Reservation], Any]
+) -> Response:
+    """Check, bound and read a JSON body within the memory budget; answer ``handle``'s."""
+    if not _is_json(request.mimetype):
+        raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
+    declared = request.content_length
+    if declared is not None and declared > config.max_body_bytes:
+        raise _too_large(config.max_body_bytes)  # before it holds any of the budget
+    with budget.reserve(
+        memory.BYTES_PER_BODY_BYTE * (declared or config.max_body_bytes)
+    ) as reservation:
+        body = _read_body(config.max_body_bytes)
+        values = _count_values(body, config)
+        reservation.resize(memory.estimate(len(body), values))
+        return _json(handle(body, reservation))
 
 
 def _read_body(limit: int) -> bytes:
@@ -178,27 +196,64 @@ def _count_values(body: bytes, config: Config) -> int:
 def _score(
     client: InferenceClient, coalescer: Coalescer, config: Config, body: bytes
 ) -> list[dict[str, Any]]:
-    """Convert and score a body; convert again once if the model's inputs changed."""
+    """Convert and score a body: ``[{"class": c, "probability": p}, ...]``."""
+    probability, label = _with_schema(
+        client, body, lambda schema: _infer(client, coalescer, config, schema, body)
+    )
+    metrics.observe_rows(len(label))
+    return [
+        {"class": c, "probability": p}
+        for c, p in zip(label.tolist(), probability.tolist(), strict=True)
+    ]
+
+
+def _explain(
+    client: InferenceClient,
+    config: Config,
+    body: bytes,
+    top: int | None,
+    reservation: memory.Reservation,
+) -> list[dict[str, Any]]:
+    """Convert and explain a body: each row's logit and its ``top`` contributions.
+
+    The answer's memory joins the request's reservation before anything is explained.
+    """
+
+    def explain(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]]]:
+        batch = _convert(config, schema, body)
+        listed = len(schema.contribution_names) if top is None else top
+        answer = memory.BYTES_PER_CONTRIBUTION * batch.n_rows * max(listed, 1)
+        if answer > config.memory_budget_bytes:
+            raise ApiError(
+                413,
+                f"explaining {batch.n_rows} rows with {listed} contributions each needs more "
+                "memory than this gateway has; send fewer rows or a smaller top",
+            )
+        reservation.resize(reservation.size + answer)
+        chunk = config.explain_chunk_rows
+        return schema, client.explain(schema, batch, chunk, config.explain_deadline_s)
+
+    schema, outputs = _with_schema(client, body, explain)
+    return explanation_rows(outputs, schema.contribution_names, schema.contribution_groups, top)
+
+
+def _with_schema(client: InferenceClient, body: bytes, run: Callable[[ModelSchema], T]) -> T:
+    """``run(schema)``, once more with fresh metadata if the model's inputs changed."""
     try:
         schema = client.schema()
     except ApiError:
         parse_body(body)  # a malformed body is the client's fault first: its 400 wins
         raise
     try:
-        probability, label = _infer(client, coalescer, config, schema, body)
+        return run(schema)
     except StaleSchemaError as exc:
         fresh = client.schema(refresh=True)
         if fresh == schema:
             raise ApiError(502, f"inference server rejected the request: {exc}") from None
         try:
-            probability, label = _infer(client, coalescer, config, fresh, body)
+            return run(fresh)
         except StaleSchemaError as again:
             raise ApiError(502, f"inference server rejected the request: {again}") from None
-    metrics.observe_rows(len(label))
-    return [
-        {"class": c, "probability": p}
-        for c, p in zip(label.tolist(), probability.tolist(), strict=True)
-    ]
 
 
 def _infer(

@@ -25,10 +25,21 @@ from numpy.typing import NDArray
 from gateway.config import Config
 from gateway.convert import Batch
 from gateway.errors import ApiError, timed_out, unavailable
-from gateway.wire import ModelSchema, WireError, decode_response, encode_request
+from gateway.wire import ModelSchema, WireError, decode_outputs, decode_response, encode_request
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
-from proto.codec import MAX_MESSAGE_BYTES, SERVICE_NAME
+from proto.codec import (
+    BASE_LOGIT,
+    CLASS,
+    CONTRIBUTIONS,
+    LOGIT,
+    MAX_MESSAGE_BYTES,
+    PROBABILITY,
+    SERVICE_NAME,
+)
+
+EXPLANATION = (PROBABILITY, CLASS, LOGIT, BASE_LOGIT, CONTRIBUTIONS)
+"""The outputs ``/explain`` asks for."""
 
 log = logging.getLogger("gateway")
 _SERVICE_CONFIG = {
@@ -214,6 +225,40 @@ class InferenceClient:
             for call in calls:
                 call.cancel()  # no-op for finished calls; frees the rest after a failure
         return self._decode(responses, [stop - start for start, stop in ranges])
+
+    def explain(
+        self, schema: ModelSchema, batch: Batch, chunk_rows: int, timeout_s: float
+    ) -> dict[str, NDArray[Any]]:
+        """Explain a batch: :data:`EXPLANATION`'s outputs, by name, for every row.
+
+        The chunks are explained one after another under one deadline (explaining is
+        costly: one request keeps to one core of one replica at a time).
+
+        Raises:
+            StaleSchemaError: the server rejected the request as not matching its model.
+            ApiError: 501 when the server does not explain, 503/504 when it is
+                unavailable, busy or too slow, 502 when its answer is unusable.
+
+        """
+        width = len(schema.contribution_names)
+        if not width:
+            raise ApiError(501, f"model {schema.name!r} does not explain its scores")
+        deadline = time.monotonic() + timeout_s
+        parts: list[dict[str, NDArray[Any]]] = []
+        for start in range(0, batch.n_rows, chunk_rows):
+            stop = min(start + chunk_rows, batch.n_rows)
+            request = encode_request(schema, batch, start, stop, EXPLANATION)
+            try:
+                response = self._infer(request, timeout=deadline - time.monotonic())
+            except grpc.RpcError as exc:
+                raise self._rpc_failure(exc) from None
+            n = stop - start
+            shapes = dict.fromkeys(EXPLANATION, (n,)) | {CONTRIBUTIONS: (n, width)}
+            try:
+                parts.append(decode_outputs(response, shapes))
+            except WireError as exc:
+                raise ApiError(502, f"unusable answer from the inference server: {exc}") from None
+        return {name: np.concatenate([part[name] for part in parts]) for name in EXPLANATION}
 
     @staticmethod
     def _decode(

@@ -32,6 +32,11 @@ class Config:
         max_text_chars: longest accepted text value (400 above it).
         max_error_details: most entries listed in an error's ``details``.
         retry_after_s: ``Retry-After`` seconds sent with a 503.
+        explain_deadline_s: deadline of one ``/explain`` request, all its calls together
+            (explaining costs far more than scoring).
+        explain_chunk_rows: rows per explanation call; the calls go one after another,
+            so one request explains on one core of one replica at a time.
+        explain_top: contributions listed per row when ``/explain`` is not told ``top``.
 
     """
 
@@ -47,6 +52,9 @@ class Config:
     max_text_chars: int = 1024
     max_error_details: int = 100
     retry_after_s: int = 1
+    explain_deadline_s: float = 60.0
+    explain_chunk_rows: int = 256
+    explain_top: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -81,5 +89,8 @@ ENV: Mapping[str, str] = {
     "max_text_chars": "GATEWAY_MAX_TEXT_CHARS",
     "max_error_details": "GATEWAY_MAX_ERROR_DETAILS",
     "retry_after_s": "GATEWAY_RETRY_AFTER_S",
+    "explain_deadline_s": "GATEWAY_EXPLAIN_DEADLINE_S",
+    "explain_chunk_rows": "GATEWAY_EXPLAIN_CHUNK_ROWS",
+    "explain_top": "GATEWAY_EXPLAIN_TOP",
 }
 """The environment variable behind each setting."""

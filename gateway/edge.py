@@ -74,7 +74,8 @@ def render(runtime_dir: Path, config: Config, env: Mapping[str, str]) -> str:
     port = int(env.get("GATEWAY_PORT", "5001"))
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     access = "/dev/stdout" if env.get("GATEWAY_ACCESS_LOG", "") in ("1", "true") else "off"
-    upstream_timeout_s = int(config.deadline_s) + 5  # the app answers 504 itself before this
+    # the app answers 504 itself before this
+    upstream_timeout_s = int(max(config.deadline_s, config.explain_deadline_s)) + 5
     run = runtime_dir
     # Started as root (local runs), nginx would drop its workers to "nobody", who cannot
     # reach a socket in a private runtime directory; gunicorn runs as root then anyway.

@@ -35,6 +35,52 @@ def _error_response(description: str, retry_after: bool = False) -> dict[str, An
     return response
 
 
+_ROWS_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/Row"},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"$ref": "#/components/schemas/Row"},
+                    },
+                ]
+            },
+            "examples": {
+                "one row": {"value": _EXAMPLE_ROW},
+                "a batch": {"value": [_EXAMPLE_ROW, _EXAMPLE_ROW]},
+            },
+        }
+    },
+}
+_ROWS_ERRORS: dict[str, Any] = {
+    "400": _error_response(
+        "Malformed JSON, wrong shape, empty array, a row that is not an object or holds no "
+        "input field, or invalid values (every one listed, up to a cap)."
+    ),
+    "413": _error_response("Body or row count over the configured limit."),
+    "415": _error_response("Content type is not application/json."),
+    "502": _error_response("The inference server answered something unusable."),
+    "503": _error_response("The inference server is unavailable or busy.", retry_after=True),
+    "504": _error_response("The inference server missed the deadline.", retry_after=True),
+}
+_CONTRIBUTION = {
+    "type": "object",
+    "required": ["feature", "contribution"],
+    "properties": {
+        "feature": {"type": "string", "description": "An input column, or a group of them."},
+        "contribution": {"type": "number", "description": "Its share of the row's logit."},
+        "columns": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "For a group (a feature read from several columns): those columns.",
+        },
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -55,27 +101,7 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "predict",
                 "summary": "Score 1..N rows",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "oneOf": [
-                                    {"$ref": "#/components/schemas/Row"},
-                                    {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "items": {"$ref": "#/components/schemas/Row"},
-                                    },
-                                ]
-                            },
-                            "examples": {
-                                "one row": {"value": _EXAMPLE_ROW},
-                                "a batch": {"value": [_EXAMPLE_ROW, _EXAMPLE_ROW]},
-                            },
-                        }
-                    },
-                },
+                "requestBody": _ROWS_BODY,
                 "responses": {
                     "200": {
                         "description": "One prediction per row, in input order.",
@@ -89,20 +115,54 @@ OPENAPI: dict[str, Any] = {
                             }
                         },
                     },
-                    "400": _error_response(
-                        "Malformed JSON, wrong shape, empty array, a row that is not an "
-                        "object or holds no input field, or invalid values (every one listed, "
-                        "up to a cap)."
+                    **_ROWS_ERRORS,
+                },
+            }
+        },
+        "/explain": {
+            "post": {
+                "operationId": "explain",
+                "summary": "Score 1..N rows and split each row's logit over its inputs",
+                "description": (
+                    "The same body and limits as /predict. Each answer adds the model's logit "
+                    "(log-odds), the base logit no input explains, and the contributions of "
+                    "the inputs to the logit, largest in magnitude first: exact tree SHAP "
+                    "values for the boosted learners, coefficient x centred value for the "
+                    "logistic one, weighted by the stacking meta-learner. base_logit + the "
+                    "listed contributions + other == logit. Explaining costs far more than "
+                    "scoring; see docs/performance.md."
+                ),
+                "parameters": [
+                    {
+                        "name": "top",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            "Contributions listed per row: a positive integer (default 10), "
+                            "or 'all' for every input and group."
+                        ),
+                        "schema": {"type": "string", "pattern": "^([1-9][0-9]{0,3}|all)$"},
+                    }
+                ],
+                "requestBody": _ROWS_BODY,
+                "responses": {
+                    "200": {
+                        "description": "One explanation per row, in input order.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Explanation"},
+                                }
+                            }
+                        },
+                    },
+                    **_ROWS_ERRORS,
+                    "413": _error_response(
+                        "Body or row count over the configured limit, or an answer (rows x "
+                        "top) larger than the gateway's memory budget."
                     ),
-                    "413": _error_response("Body or row count over the configured limit."),
-                    "415": _error_response("Content type is not application/json."),
-                    "502": _error_response("The inference server answered something unusable."),
-                    "503": _error_response(
-                        "The inference server is unavailable.", retry_after=True
-                    ),
-                    "504": _error_response(
-                        "The inference server missed the deadline.", retry_after=True
-                    ),
+                    "501": _error_response("The inference server does not explain its scores."),
                 },
             }
         },
@@ -177,6 +237,28 @@ OPENAPI: dict[str, Any] = {
                         "minimum": 0,
                         "maximum": 1,
                         "description": "P(y = 1), the probability of the positive class.",
+                    },
+                },
+            },
+            "Explanation": {
+                "type": "object",
+                "required": [
+                    "class",
+                    "probability",
+                    "logit",
+                    "base_logit",
+                    "contributions",
+                    "other",
+                ],
+                "properties": {
+                    "class": {"type": "integer", "enum": [0, 1]},
+                    "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                    "logit": {"type": "number", "description": "log(p / (1 - p))."},
+                    "base_logit": {"type": "number", "description": "What no input explains."},
+                    "contributions": {"type": "array", "items": _CONTRIBUTION},
+                    "other": {
+                        "type": "number",
+                        "description": "The sum of the contributions not listed.",
                     },
                 },
             },

@@ -9,6 +9,7 @@ prefixed by its 4-byte little-endian length (the tritonclient format).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -21,12 +22,15 @@ from proto import inference_pb2 as pb
 from proto.codec import (
     BYTES,
     CLASS,
+    CONTRIBUTION_GROUPS,
+    CONTRIBUTION_NAMES,
     FP32,
     FP64,
     MISSING_TEXT,
     NUMPY_DTYPES,
     PROBABILITY,
     CodecError,
+    decode_contribution_names,
     decode_texts,
     pack_bytes,
 )
@@ -47,6 +51,8 @@ class ModelSchema:
     version: str
     inputs: tuple[InputSpec, ...]
     missing_text: frozenset[str] = DEFAULT_MISSING
+    contribution_names: tuple[str, ...] = ()
+    contribution_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     _prefixes: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
     _decoders: list[RowDecoder] = field(default_factory=list, compare=False, repr=False)
 
@@ -78,13 +84,21 @@ class ModelSchema:
         if not {PROBABILITY, CLASS} <= outputs:
             raise WireError(f"model outputs {sorted(outputs)} lack {PROBABILITY!r}/{CLASS!r}")
         version = metadata.versions[0] if metadata.versions else ""
+        parameters = metadata.parameters
         missing = DEFAULT_MISSING
-        if MISSING_TEXT in metadata.parameters:
-            try:
-                missing = decode_texts(metadata.parameters[MISSING_TEXT].string_param)
-            except CodecError as exc:
-                raise WireError(str(exc)) from None
-        return cls(metadata.name, version, inputs, missing)
+        names: tuple[str, ...] = ()
+        groups: dict[str, tuple[str, ...]] = {}
+        try:
+            if MISSING_TEXT in parameters:
+                missing = decode_texts(parameters[MISSING_TEXT].string_param)
+            if CONTRIBUTION_NAMES in parameters:  # a server that explains its scores
+                names, groups = decode_contribution_names(
+                    parameters[CONTRIBUTION_NAMES].string_param,
+                    parameters[CONTRIBUTION_GROUPS].string_param,
+                )
+        except CodecError as exc:
+            raise WireError(str(exc)) from None
+        return cls(metadata.name, version, inputs, missing, names, groups)
 
 
 _SUPPORTED = frozenset({FP64, FP32, BYTES})
@@ -110,9 +124,22 @@ def request_prefix(schema: ModelSchema, n_rows: int) -> bytes:
     return request.SerializeToString()
 
 
-def encode_request(schema: ModelSchema, batch: Batch, start: int, stop: int) -> bytes:
-    """Serialize the ModelInferRequest for rows ``start:stop`` of ``batch``."""
-    parts = [schema.prefix(stop - start)]
+@lru_cache(maxsize=16)
+def outputs_suffix(outputs: tuple[str, ...]) -> bytes:
+    """A serialized ModelInferRequest asking for ``outputs``: appended, it merges in."""
+    return pb.ModelInferRequest(
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=n) for n in outputs]
+    ).SerializeToString()
+
+
+def encode_request(
+    schema: ModelSchema, batch: Batch, start: int, stop: int, outputs: tuple[str, ...] = ()
+) -> bytes:
+    """Serialize the ModelInferRequest for rows ``start:stop`` of ``batch``.
+
+    ``outputs`` names the outputs to ask for; none asks for the server's default ones.
+    """
+    parts = [schema.prefix(stop - start), outputs_suffix(outputs) if outputs else b""]
     append = parts.append
     for spec, column in zip(schema.inputs, batch.columns, strict=True):
         if isinstance(column, np.ndarray):
@@ -129,10 +156,24 @@ def decode_response(
     response: pb.ModelInferResponse, n_rows: int
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """``(probability, class)`` arrays of a ModelInfer answer for ``n_rows`` rows."""
+    found = decode_outputs(response, {PROBABILITY: (n_rows,), CLASS: (n_rows,)})
+    return found[PROBABILITY].astype(np.float64), found[CLASS].astype(np.int64)
+
+
+def decode_outputs(
+    response: pb.ModelInferResponse, shapes: Mapping[str, Sequence[int]]
+) -> dict[str, NDArray[np.float64] | NDArray[np.int64]]:
+    """The outputs named in ``shapes``, each checked against and given its shape.
+
+    Raises:
+        WireError: an output is missing, of an unknown datatype or of another size.
+
+    """
     found: dict[str, NDArray[np.float64] | NDArray[np.int64]] = {}
     raw_contents = response.raw_output_contents
     for index, tensor in enumerate(response.outputs):
-        if tensor.name not in (PROBABILITY, CLASS):
+        shape = shapes.get(tensor.name)
+        if shape is None:
             continue
         dtype = NUMPY_DTYPES.get(tensor.datatype)
         if dtype is None:
@@ -141,12 +182,12 @@ def decode_response(
             values = np.frombuffer(raw_contents[index], dtype=dtype)
         else:
             values = np.array(_typed_contents(tensor.contents, tensor.datatype), dtype=dtype)
-        if values.shape != (n_rows,):
-            raise WireError(f"output {tensor.name} has {values.size} values for {n_rows} rows")
-        found[tensor.name] = values
-    if PROBABILITY not in found or CLASS not in found:
-        raise WireError(f"response lacks {PROBABILITY!r} or {CLASS!r} (has {sorted(found)})")
-    return found[PROBABILITY].astype(np.float64), found[CLASS].astype(np.int64)
+        if values.size != int(np.prod(shape)):
+            raise WireError(f"output {tensor.name} has {values.size} values, expected {shape}")
+        found[tensor.name] = values.reshape(shape)
+    if len(found) < len(shapes):
+        raise WireError(f"response lacks {sorted(set(shapes) - set(found))} (has {sorted(found)})")
+    return found
 
 
 def _typed_contents(contents: pb.InferTensorContents, datatype: str) -> list[float | int | bool]:

@@ -32,6 +32,7 @@ from tests.integration.gateway_helpers import Gateways, predict, request
 pytestmark = pytest.mark.integration
 
 PREDICT_EXAMPLES = 520  # per generation mode: 1,040 generated /predict requests
+EXPLAIN_EXAMPLES = 150  # per generation mode: /explain shares /predict's body and limits
 OTHER_EXAMPLES = 25  # per GET operation (they take no input: few distinct cases exist)
 MIN_CASES = 1_000
 HTTP_TIMEOUT_S = 15.0
@@ -64,7 +65,7 @@ def gateway_url(
 
 
 def check_contract(case: Any, response: Any) -> None:
-    """No 5xx; an error is the contract's JSON body; a 200 of /predict has one answer a row."""
+    """No 5xx; an error is the contract's JSON body; a 200 of a POST has one answer a row."""
     where = f"{case.method} {case.path} body={str(case.body)[:200]!r} -> {response.status_code}"
     assert response.status_code < 500, f"{where}: {response.text[:500]}"
     if response.status_code >= 400:
@@ -76,7 +77,7 @@ def check_contract(case: Any, response: Any) -> None:
         assert isinstance(body["details"], list), where
         for item in body["details"]:
             assert set(item) == {"row", "field", "value", "reason"}, where
-    elif case.path == "/predict":
+    elif case.path in ("/predict", "/explain"):
         answer = json.loads(response.content)
         rows = case.body if isinstance(case.body, list) else [case.body]
         assert isinstance(answer, list), where
@@ -109,16 +110,17 @@ def test_schemathesis_finds_no_5xx_and_only_contract_errors(gateway_url: str) ->
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.upper(), op.path) for op in operations} >= {
         ("POST", "/predict"),
+        ("POST", "/explain"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
     }
     seen: Counter[int] = Counter()
-    predict = schema["/predict"]["POST"]
-    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        run_operation(predict, mode, PREDICT_EXAMPLES, gateway_url, seen)
+    for path, examples in (("/predict", PREDICT_EXAMPLES), ("/explain", EXPLAIN_EXAMPLES)):
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            run_operation(schema[path]["POST"], mode, examples, gateway_url, seen)
     for operation in operations:
-        if operation.path != "/predict":
+        if operation.method.upper() != "POST":
             run_operation(operation, GenerationMode.POSITIVE, OTHER_EXAMPLES, gateway_url, seen)
     total = sum(seen.values())
     assert total >= MIN_CASES, f"only {total} generated cases: {dict(seen)}"
