@@ -19,7 +19,7 @@ from modeling.schema import COLUMNS
 from modeling.training.synthetic import synthetic_records
 from tests.containers.conftest import FIGURES, wait_whole
 from tests.containers.stack import Stack, wait_for
-from tests.integration.gateway_helpers import predict, request
+from tests.integration.gateway_helpers import JSON, predict, request
 
 pytestmark = pytest.mark.containers
 
@@ -85,6 +85,25 @@ def test_predict_equals_the_in_process_predictor(stack: Stack, tmp_path: Path) -
     FIGURES["10,000-row /predict"] = f"{time.perf_counter() - started:.2f} s, equal in-process"
     assert status == 200, got
     assert_same_scores(got, expected_scores(tmp_path / "bundle", rows))
+
+
+def test_explain_equals_the_in_process_model(stack: Stack, tmp_path: Path) -> None:
+    replica = stack.containers("inference")[0]
+    stack.run(stack.engine, "cp", f"{replica}:/models/current", str(tmp_path / "bundle"))
+    rows = synthetic_records(300, seed=24)
+    started = time.perf_counter()
+    status, _, raw = request(
+        stack.port, "POST", "/explain?top=all", json.dumps(rows).encode(), JSON, timeout=120
+    )
+    FIGURES["300-row /explain?top=all"] = f"{time.perf_counter() - started:.2f} s"
+    assert status == 200, raw[:300]
+    answer = json.loads(raw)
+    columns = {c: [row.get(c, "") for row in rows] for c in COLUMNS}
+    expected = load_bundle(tmp_path / "bundle").explain(columns, len(rows))
+    for i in (0, 150, 299):
+        assert answer[i]["logit"] == pytest.approx(expected.logit[i], abs=1e-9)
+        listed = sum(entry["contribution"] for entry in answer[i]["contributions"])
+        assert answer[i]["base_logit"] + listed == pytest.approx(answer[i]["logit"], abs=1e-6)
 
 
 def test_calls_are_spread_over_every_replica(stack: Stack) -> None:

@@ -1,5 +1,5 @@
-"""./run_api.sh --local end to end: both servers from a DEMO bundle, the curl, loopback
-binding, a killed inference server restarted (503 meanwhile), Ctrl-C.
+"""./run_api.sh --local end to end: both servers from a DEMO bundle, the curl, /explain,
+loopback binding, a killed inference server restarted (503 meanwhile), Ctrl-C.
 
 The script runs from a scratch directory that links to the repository's run_api.sh and
 bin/, so the developer's models/ and data/ are never touched. The session's quick DEMO
@@ -8,6 +8,7 @@ bundle is put in place as models/current (training is the modelling tests' busin
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import pytest
 
 from bench.machine import listening_pids
 from tests.integration.conftest import REPO, free_port, subprocess_env, wait_until
-from tests.integration.gateway_helpers import answers, predict
+from tests.integration.gateway_helpers import JSON, answers, predict, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,6 +64,12 @@ def test_run_api_local_serves_the_bundle_and_stops_on_ctrl_c(
         status, _, answer = predict(gateway, {"x0": "9.521496806", "x1": "wed", "x99": "-1.9"})
         assert status == 200
         assert len(answer) == 1
+        body = b'{"x0": "9.521496806", "x1": "wed", "x99": "-1.9"}'
+        status, _, raw = request(gateway, "POST", "/explain?top=3", body, JSON)
+        assert status == 200, raw
+        (explained,) = json.loads(raw)
+        assert explained["probability"] == answer[0]["probability"]
+        assert len(explained["contributions"]) == 3
         for port in (*ports.values(), int(env["INFERENCE_METRICS_PORT"])):
             assert listening_addresses(port) == {"127.0.0.1"}, port
 
