@@ -76,7 +76,13 @@ def test_live_ready_and_metadata(stub, predictor: Predictor) -> None:
     assert [(i.name, i.datatype) for i in meta.inputs] == [
         (c, "FP64" if c in NUMERIC_COLUMNS else "BYTES") for c in COLUMNS
     ]
-    assert [o.name for o in meta.outputs] == ["probability", "class"]
+    assert [o.name for o in meta.outputs] == [
+        "probability",
+        "class",
+        "logit",
+        "base_logit",
+        "contributions",
+    ]
 
 
 @pytest.mark.parametrize("raw", [True, False])

@@ -19,11 +19,11 @@ from gateway.worker import json_error
 
 
 def test_the_rendered_nginx_config_is_valid_and_carries_the_limits(tmp_path: Path) -> None:
-    config = Config(max_body_bytes=1234567, deadline_s=7)
+    config = Config(max_body_bytes=1234567, deadline_s=7, explain_deadline_s=9)
     text = render(tmp_path, config, {"GATEWAY_HOST": "::1", "GATEWAY_PORT": "6123"})
     assert "listen [::1]:6123" in text
     assert "client_max_body_size 1234567;" in text
-    assert "proxy_read_timeout 12s;" in text  # after the app's own deadline answer
+    assert "proxy_read_timeout 14s;" in text  # after the app's own (longest) deadline answer
     assert "request body larger than 1234567 bytes" in text
     assert text.count("error_page") == text.count("location = /_edge/")
     if shutil.which("nginx") is None:

@@ -96,7 +96,7 @@ def test_decode_other_output_datatypes_and_extra_outputs() -> None:
 
 
 def test_decode_rejects_wrong_length_missing_output_and_bad_datatype() -> None:
-    with pytest.raises(WireError, match="2 values for 3 rows"):
+    with pytest.raises(WireError, match=r"2 values, expected \(3,\)"):
         decode_response(_response([0.1, 0.2], [0, 0]), 3)
     response = _response([0.1], [0])
     del response.outputs[1]

@@ -38,7 +38,7 @@ def test_every_numeric_column_at_any_magnitude_gets_a_probability(quick_bundle) 
 
 def test_a_non_finite_probability_is_an_error_not_an_answer(quick_bundle, monkeypatch) -> None:
     predictor = load_bundle(quick_bundle)
-    monkeypatch.setattr(predictor.stack, "predict_proba", lambda m: np.full(len(m), np.nan))
+    monkeypatch.setattr(predictor.stack, "decision_function", lambda m: np.full(len(m), np.nan))
     with pytest.raises(ArithmeticError, match="non-finite probability for rows \\[0, 1\\]"):
         predictor.predict({"x0": np.array([1.0, 2.0])}, 2)
 
