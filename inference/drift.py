@@ -182,9 +182,12 @@ class DriftTracker:
         """Rows never binned because the queue was full (the window is then a sample)."""
         self._queue: deque[tuple[CleanBatch, NDArray[np.float64]]] = deque()
         self._queued_rows = 0
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._items = threading.Condition(lock)  # the worker waits here for rows
+        self._drained = threading.Condition(lock)  # flush() waits here for an empty queue
+        self._idle = False  # the worker waits for rows (not between two drains)
+        self._closed = threading.Event()
         self._window_lock = threading.Lock()
-        self._closed = False
         self._worker = threading.Thread(target=self._loop, name="drift-window", daemon=True)
         self._worker.start()
 
@@ -193,24 +196,25 @@ class DriftTracker:
         n_rows = batch.n_rows
         if n_rows == 0:
             return
-        with self._cond:
+        with self._items:
             if self._queued_rows + n_rows > self.window.capacity and self._queued_rows:
                 self.dropped_rows += n_rows
                 return
             self._queue.append((batch, probability))
             self._queued_rows += n_rows
-            self._cond.notify()
+            if self._idle:  # else the worker takes these rows at its next drain
+                self._items.notify()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued row is in the window; return whether it was in time."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._queued_rows == 0, timeout)
+        with self._drained:
+            return self._drained.wait_for(lambda: self._queued_rows == 0, timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the worker after it has binned what is queued."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        with self._items:
+            self._closed.set()
+            self._items.notify_all()
         self._worker.join(timeout)
 
     def summary(self) -> WindowSummary:
@@ -225,8 +229,10 @@ class DriftTracker:
             return window.score_counts.copy(), window.score_sum, window.total_rows
 
     def _take(self) -> list[tuple[CleanBatch, NDArray[np.float64]]] | None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._queue or self._closed)
+        with self._items:
+            self._idle = True
+            self._items.wait_for(lambda: self._queue or self._closed.is_set())
+            self._idle = False
             if not self._queue:
                 return None
             taken = list(self._queue)
@@ -240,13 +246,12 @@ class DriftTracker:
             except Exception:  # a metrics bug must never stop serving: log it, go on
                 log.exception("drift window update failed")
             finally:
-                with self._cond:
+                with self._drained:
                     self._queued_rows -= sum(batch.n_rows for batch, _ in taken)
-                    self._cond.notify_all()
-                    closed = self._closed
-            if not closed:
-                with self._cond:  # let a busy server's batches pile up: one bulk update
-                    self._cond.wait_for(lambda: self._closed, _DRAIN_INTERVAL_S)
+                    self._drained.notify_all()
+            # Let a busy server's calls pile up for one bulk update; requests queueing
+            # meanwhile do not wake this thread (no thread switch on their path).
+            self._closed.wait(_DRAIN_INTERVAL_S)
 
     def _add(self, taken: list[tuple[CleanBatch, NDArray[np.float64]]]) -> None:
         matrix = np.concatenate([batch.matrix for batch, _ in taken])
