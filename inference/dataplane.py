@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from inference.batcher import BatchHook, Columns, DynamicBatcher, Outputs
 from inference.tensors import Limits, TensorError, TensorSpec
-from modeling.cleaning import MISSING_TEXT
+from modeling.cleaning import MISSING_TEXT, CleanBatch
 from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from proto.codec import (
@@ -54,6 +55,9 @@ def input_specs() -> tuple[TensorSpec, ...]:
 
 QualityHook = Callable[[Mapping[str, int], Mapping[str, int]], None]
 """Called after every model call with its missing and unrecognised values per column."""
+ScoredHook = Callable[[CleanBatch, NDArray[np.float64]], None]
+"""Called after every model call with its cleaned rows and their probabilities (drift).
+It runs before the callers get their answers: it must only hand the arrays on."""
 
 
 class ModelNotFoundError(LookupError):
@@ -104,6 +108,7 @@ class DataPlane:
         explain: ExplainLimits,
         on_batch: BatchHook | None = None,
         on_quality: QualityHook | None = None,
+        on_scored: ScoredHook | None = None,
     ) -> None:
         self._predictor = predictor
         self.limits = limits
@@ -123,6 +128,7 @@ class DataPlane:
         self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in self.model.inputs}
         self.output_names = tuple(s.name for s in self.model.outputs)
         self._on_quality = on_quality
+        self._on_scored = on_scored
         self._batcher = DynamicBatcher(
             self._predict,
             max_rows=max_batch_rows,
@@ -170,6 +176,8 @@ class DataPlane:
         prediction = self._predictor.predict(columns, n_rows)
         if self._on_quality is not None:
             self._on_quality(prediction.batch.missing, prediction.batch.unrecognised)
+        if self._on_scored is not None:
+            self._on_scored(prediction.batch, prediction.probability)
         return {PROBABILITY: prediction.probability, CLASS: prediction.label}
 
     def infer(

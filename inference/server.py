@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from inference import logs
 from inference.config import Settings, load_settings
 from inference.dataplane import DataPlane, ExplainLimits
+from inference.drift import DriftCollector, DriftTracker
 from inference.metrics import Metrics
 from inference.servicer import InferenceServicer
 from inference.tensors import Limits
@@ -58,12 +59,19 @@ class InferenceServer:
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
+        self.drift: DriftTracker | None = None
+        if predictor.profile is not None and settings.drift_window_rows > 0:
+            self.drift = DriftTracker(
+                predictor.profile, settings.drift_window_rows, settings.drift_min_rows
+            )
+            self.metrics.registry.register(DriftCollector(self.drift))
         self.plane = DataPlane(
             predictor,
             max_batch_rows=settings.max_batch_rows,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000,
             on_batch=self.metrics.observe_batch,
             on_quality=self.metrics.observe_quality,
+            on_scored=self.drift.observe if self.drift is not None else None,
             limits=Limits(settings.max_request_rows, settings.max_text_bytes),
             explain=ExplainLimits(settings.explain_max_rows, settings.explain_concurrency),
         )
@@ -116,6 +124,8 @@ class InferenceServer:
         self.plane.drain()
         self._server.stop(grace_s).wait(grace_s + 1)
         self.plane.close(timeout=1)
+        if self.drift is not None:
+            self.drift.close(timeout=1)
 
 
 def serve(server: InferenceServer, stop: threading.Event) -> None:
@@ -176,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_batch_rows": settings.max_batch_rows,
             "max_queue_delay_ms": settings.max_queue_delay_ms,
             "workers": settings.workers,
+            "drift_window_rows": settings.drift_window_rows if server.drift else 0,
         },
     )
     serve(server, stop)

@@ -3,7 +3,9 @@
 ``manifest.json`` records the schema, feature order, decision threshold, library
 versions, cross-validated metrics, the training data's sha256 and the sha256 of every
 other file. Loading verifies every hash and refuses a bundle that does not match.
-No file in a bundle is executable (no pickle).
+No file in a bundle is executable (no pickle). ``profile.json`` (the training data's
+reference profile, :mod:`modeling.profile`) is sealed the same way; a bundle from before
+profiles loads without one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from modeling.learners import LEARNERS
 from modeling.learners.meta import MetaLearner
+from modeling.profile import PROFILE_FILE, ProfileError, ReferenceProfile
 from modeling.schema import COLUMNS, KINDS, VOCABULARIES
 from modeling.stack import Stack
 
@@ -49,8 +52,10 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def save_bundle(stack: Stack, directory: Path, **details: Any) -> dict[str, Any]:
-    """Write ``stack`` and its manifest into ``directory``; return the manifest.
+def save_bundle(
+    stack: Stack, directory: Path, *, profile: ReferenceProfile | None = None, **details: Any
+) -> dict[str, Any]:
+    """Write ``stack`` (and ``profile``, when given) and the manifest; return the manifest.
 
     ``details`` (metrics, training data digest, parameters, demo flag, ...) are stored
     in the manifest as they are.
@@ -58,6 +63,8 @@ def save_bundle(stack: Stack, directory: Path, **details: Any) -> dict[str, Any]
     directory.mkdir(parents=True, exist_ok=True)
     paths = [learner.save(directory) for learner in stack.learners.values()]
     paths.append(stack.meta.save(directory))
+    if profile is not None:
+        paths.append(profile.save(directory))
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": directory.name,
@@ -127,3 +134,20 @@ def load_stack(directory: Path) -> tuple[Stack, dict[str, Any]]:
     except (KeyError, ValueError, OSError) as error:
         raise BundleError(f"bundle {directory} could not be loaded: {error}") from error
     return Stack(learners, meta, threshold=float(manifest["threshold"])), manifest
+
+
+def load_profile(directory: Path, manifest: dict[str, Any]) -> ReferenceProfile | None:
+    """The bundle's reference profile, or None for a bundle sealed without one.
+
+    Call it with a manifest :func:`read_manifest` verified (the file's hash is checked).
+
+    Raises:
+        BundleError: when the manifest lists a profile that does not fit the schema.
+
+    """
+    if PROFILE_FILE not in manifest.get("files", {}):
+        return None
+    try:
+        return ReferenceProfile.load(directory)
+    except ProfileError as error:
+        raise BundleError(f"bundle {directory} has a bad {PROFILE_FILE}: {error}") from error

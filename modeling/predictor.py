@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.bundle import load_stack
+from modeling.bundle import load_profile, load_stack
 from modeling.cleaning import CleanBatch, clean
 from modeling.learners.base import Contributions, sigmoid
+from modeling.profile import ReferenceProfile
 from modeling.stack import Stack
 
 EXPLANATION_TOLERANCE = 1e-6
@@ -59,11 +60,18 @@ class Predictor:
         version: the bundle's creation time, which identifies one training run.
         threshold: the probability at and above which ``label`` is 1.
         manifest: the bundle's verified manifest.
+        profile: the training data's reference profile (None for an older bundle).
 
     """
 
-    def __init__(self, stack: Stack, manifest: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        manifest: Mapping[str, Any],
+        profile: ReferenceProfile | None = None,
+    ) -> None:
         self.stack = stack
+        self.profile = profile
         self.manifest = dict(manifest)
         self.name = str(manifest.get("name", "model"))
         self.version = str(manifest.get("created_at", "1"))
@@ -73,7 +81,7 @@ class Predictor:
     def from_bundle(cls, directory: Path) -> Predictor:
         """Load and verify the bundle in ``directory``."""
         stack, manifest = load_stack(directory)
-        return cls(stack, manifest)
+        return cls(stack, manifest, load_profile(directory, manifest))
 
     def accelerate(self) -> None:
         """Make scoring faster in the background where a learner can (serving only)."""

@@ -24,6 +24,7 @@ from modeling.training.crossval import (
 )
 from modeling.training.data import DataError
 from modeling.training.evaluation import best_f1_threshold, summarise_auc
+from modeling.training.profile import build_profile
 
 MAX_TRUSTED_WIDTH = 0.05
 """A stack AUC interval wider than this is too uncertain to trust: training warns."""
@@ -132,6 +133,7 @@ def train(
     manifest = save_bundle(
         stack,
         out,
+        profile=build_profile(data.features, oof.stack, stack.threshold),
         demo=demo,
         training_data=data.source,
         params=params,

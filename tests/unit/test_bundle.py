@@ -20,7 +20,8 @@ def bundle_copy(quick_bundle, tmp_path):
 
 def test_manifest_seals_every_file_and_records_provenance(quick_bundle):
     manifest = read_manifest(quick_bundle)
-    assert set(manifest["files"]) == {"logistic.json", "lightgbm.txt", "catboost.cbm", "meta.json"}
+    learner_files = {"logistic.json", "lightgbm.txt", "catboost.cbm", "meta.json"}
+    assert set(manifest["files"]) == {*learner_files, "profile.json"}
     assert manifest["demo"] is True
     assert manifest["feature_order"][:100] == list(COLUMNS)
     assert manifest["learners"] == ["logistic", "lightgbm", "catboost"]

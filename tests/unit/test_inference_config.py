@@ -117,3 +117,12 @@ def test_loopback_by_default_and_limits_and_reflection_from_the_environment() ->
     assert load_settings(["--bundle", "b", "--reflection", "on"], env=env).reflection is True
     with pytest.raises(SystemExit):
         load_settings(["--bundle", "b", "--reflection", "maybe"], env={})
+
+
+def test_drift_window_settings() -> None:
+    env = {"INFERENCE_DRIFT_WINDOW_ROWS": "0", "INFERENCE_DRIFT_MIN_ROWS": "50"}
+    settings = load_settings(["--bundle", "b"], env=env)
+    assert (settings.drift_window_rows, settings.drift_min_rows) == (0, 50)
+    assert load_settings(["--bundle", "b"], env={}).drift_window_rows == 10_000
+    with pytest.raises(SystemExit):
+        load_settings(["--bundle", "b", "--drift-window-rows", "-1"], env={})
