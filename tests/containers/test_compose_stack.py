@@ -18,7 +18,7 @@ from modeling.predictor import load_bundle
 from modeling.schema import COLUMNS
 from modeling.training.synthetic import synthetic_records
 from tests.containers.conftest import FIGURES, wait_whole
-from tests.containers.stack import Stack, wait_for
+from tests.containers.stack import INFERENCE_METRICS, Stack, wait_for
 from tests.integration.gateway_helpers import JSON, predict, request
 
 pytestmark = pytest.mark.containers
@@ -85,6 +85,29 @@ def test_predict_equals_the_in_process_predictor(stack: Stack, tmp_path: Path) -
     FIGURES["10,000-row /predict"] = f"{time.perf_counter() - started:.2f} s, equal in-process"
     assert status == 200, got
     assert_same_scores(got, expected_scores(tmp_path / "bundle", rows))
+
+
+def test_replicas_export_drift_against_the_bundle_s_profile(stack: Stack) -> None:
+    """After the 10,000-row call, the replicas' windows hold rows and their PSI is exported."""
+    texts = [
+        stack.exec(name, "python", "-c", INFERENCE_METRICS)
+        for name in stack.containers("inference")
+    ]
+    windows = [metric(text, "inference_drift_window_rows") for text in texts]
+    assert sum(windows) >= 10_000, windows
+    psi = [
+        metric(text, 'inference_drift_psi{column="x0"}') for text in texts if "drift_psi{" in text
+    ]
+    assert psi, "no replica exports PSI"
+    assert all(0 <= value < 0.2 for value in psi), psi  # the same kind of rows as in training
+
+
+def metric(text: str, sample: str) -> float:
+    """The value of one sample (name and labels as printed) in a Prometheus text page."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_explain_equals_the_in_process_model(stack: Stack, tmp_path: Path) -> None:
