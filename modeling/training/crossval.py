@@ -2,7 +2,10 @@
 
 Each fold is a full training run on the fold's training rows only: a stratified share
 of them is set aside for early stopping (and for column selection and capacity
-choices), the rest is fitted. The fold's held-out rows are only ever predicted, so
+choices), the rest is fitted. Among a learner's capacity options, the cheapest one
+whose AUC on that share is within ``capacity_rule.standard_errors`` standard errors of
+the best is taken (Breiman's one-standard-error rule, see :func:`one_standard_error`).
+The fold's held-out rows are only ever predicted, so
 their labels cannot reach their own out-of-fold predictions. The stack's
 meta-learner is itself cross-validated over the pooled out-of-fold predictions on the
 same folds. ``train`` then refits every learner on all rows with the capacity the
@@ -24,6 +27,7 @@ from numpy.typing import NDArray
 from modeling.learners import LEARNERS, Learner
 from modeling.learners.meta import logit
 from modeling.schema import ALL_COLUMNS
+from modeling.training.evaluation import auc, auc_standard_error
 from modeling.training.selection import select_columns
 
 Progress = Callable[[str], None]
@@ -46,7 +50,9 @@ class OutOfFold:
         folds: the fold index of every row.
         seconds: fit time of each learner, summed over folds.
         capacity: per learner, the capacity each fold settled on (rounds, leaves...).
-        columns: the columns each fold's selection kept.
+        columns: the columns each fold's shared selection kept.
+        learner_columns: per learner, the columns each fold fitted it on (the shared
+            ones, or its own screen of them, see :func:`.selection.own_columns`).
 
     """
 
@@ -57,6 +63,7 @@ class OutOfFold:
     seconds: dict[str, float] = field(default_factory=dict)
     capacity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     columns: list[tuple[int, ...]] = field(default_factory=list)
+    learner_columns: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
 
 
 def stratified_folds(target: NDArray[np.int_], n_folds: int, seed: int) -> NDArray[np.intp]:
@@ -89,6 +96,27 @@ def candidates(learner_params: Params) -> list[dict[str, Any]]:
     return [{**fixed, **dict(zip(grid, values, strict=True))} for values in product(*grid.values())]
 
 
+def model_size(capacity: Mapping[str, Any]) -> float:
+    """What a fitted option costs to score and to store: the product of its capacity.
+
+    Trees x leaves per tree for boosting (the model's size, which its scoring work and
+    its file grow with), the mixture's components for the logistic learner (0: none).
+    """
+    return float(np.prod([float(value) for value in capacity.values()]))
+
+
+def one_standard_error(scores: Sequence[float], costs: Sequence[float], errors: float) -> int:
+    """Index of the cheapest option scoring within ``errors`` standard errors of the best.
+
+    ``scores`` are AUCs on the same held-out rows and the standard error is that of
+    the best one; ties in cost go to the first option. ``errors=0`` takes the best.
+    """
+    return min(
+        (i for i, score in enumerate(scores) if score >= max(scores) - errors),
+        key=lambda i: (costs[i], i),
+    )
+
+
 def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
     name: str,
     params: Params,
@@ -97,25 +125,39 @@ def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
     target: NDArray[np.int_],
     stop: NDArray[np.bool_],
 ) -> tuple[Learner, dict[str, Any]]:
-    """Fit ``name`` on the rows outside ``stop``, choosing its capacity on the ``stop`` rows.
+    """Fit ``name`` on the fold's rows, choosing its capacity on the ``stop`` rows.
 
-    Each candidate of the learner's search grid is early-stopped on the ``stop`` rows;
-    the one with the best AUC there wins. Returns it and the capacity it settled on.
+    Each candidate of the learner's search grid is fitted on the rows outside ``stop``
+    (early-stopped on them, if it stops early) and scored by its AUC there; the
+    one-standard-error rule picks among them (``params["capacity_rule"]``). A learner
+    that does not stop early is finally
+    refitted on all the fold's rows. Returns the learner and the capacity it settled on.
     """
-    from sklearn.metrics import roc_auc_score
-
     validation = (features[stop], target[stop])
-    grid = params.get(name, {}).get("search", {})
-    fitted = []
-    for option in candidates(params.get(name, {})):
-        learner = LEARNERS[name](columns=columns, **option)
-        learner.fit(features[~stop], target[~stop], validation)
-        score = float(roc_auc_score(validation[1], learner.predict_proba(validation[0])))
-        fitted.append(
-            (score, learner, {**{key: option[key] for key in grid}, **learner.capacity()})
-        )
-    _, best, chosen = max(fitted, key=lambda result: result[0])  # the first of equals
-    return best, chosen
+    learner_params = params.get(name, {})
+    grid = learner_params.get("search", {})
+
+    def fit_and_score(option: dict[str, Any], chosen: tuple[int, ...]) -> tuple[Learner, float]:
+        learner = LEARNERS[name](columns=chosen, **option)
+        learner.fit(features[~stop], target[~stop], validation if learner.stops_early else None)
+        return learner, auc(validation[1], learner.predict_proba(validation[0]))
+
+    options = candidates(learner_params)
+    fitted = [fit_and_score(option, columns) for option in options]
+    capacities = [
+        {**{key: option[key] for key in grid}, **learner.capacity()}
+        for option, (learner, _) in zip(options, fitted, strict=True)
+    ]
+    scores = [score for _, score in fitted]
+    positives = int(validation[1].sum())
+    error = auc_standard_error(max(scores), positives, len(validation[1]) - positives)
+    errors = float(params.get("capacity_rule", {}).get("standard_errors", 0.0)) * error
+    best = one_standard_error(scores, [model_size(c) for c in capacities], errors)
+    learner = fitted[best][0]
+    if not learner.stops_early:  # it has no rounds to stop: the stop rows are fitted too
+        learner = LEARNERS[name](columns=learner.columns, **options[best])
+        learner.fit(features, target)
+    return learner, capacities[best]
 
 
 def out_of_fold(
@@ -138,6 +180,7 @@ def out_of_fold(
     base = np.empty((len(target), len(names)))
     result = OutOfFold(list(names), base, np.empty(0), folds, dict.fromkeys(names, 0.0))
     result.capacity = {name: [] for name in names}
+    result.learner_columns = {name: [] for name in names}
     for k in range(n_folds):
         train, held_out = folds != k, folds == k
         x, y = features[train], target[train]
@@ -151,7 +194,8 @@ def out_of_fold(
             base[held_out, j] = learner.predict_proba(features[held_out])
             result.seconds[name] += time.perf_counter() - started
             result.capacity[name].append(chosen)
-            progress(f"{name}: fold {k + 1}/{n_folds} {chosen}")
+            result.learner_columns[name].append(learner.columns)
+            progress(f"{name}: fold {k + 1}/{n_folds} {chosen}, {len(learner.columns)} columns")
     result.stack = stack_out_of_fold(base, target, folds)
     return result
 
@@ -203,3 +247,9 @@ def columns_for_all_rows(
         return ALL_COLUMNS
     stop = stopping_rows(target, float(params["stop_share"]), seed)
     return select_columns(features, target, stop, params["selection"], seed)
+
+
+def majority_columns(per_fold: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The columns more than half of the folds kept (for a refit that has no rows to judge on)."""
+    counts = Counter(column for columns in per_fold for column in columns)
+    return tuple(sorted(c for c, n in counts.items() if 2 * n > len(per_fold)))
