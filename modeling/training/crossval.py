@@ -28,7 +28,7 @@ from modeling.learners import LEARNERS, Learner
 from modeling.learners.meta import logit
 from modeling.schema import ALL_COLUMNS
 from modeling.training.evaluation import auc, auc_standard_error
-from modeling.training.selection import select_columns
+from modeling.training.selection import own_columns, select_columns
 
 Progress = Callable[[str], None]
 Params = Mapping[str, Any]
@@ -124,13 +124,15 @@ def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
     features: NDArray[np.float64],
     target: NDArray[np.int_],
     stop: NDArray[np.bool_],
+    seed: int = 0,
 ) -> tuple[Learner, dict[str, Any]]:
-    """Fit ``name`` on the fold's rows, choosing its capacity on the ``stop`` rows.
+    """Fit ``name`` on the fold's rows, choosing its capacity (and columns) on the ``stop`` rows.
 
     Each candidate of the learner's search grid is fitted on the rows outside ``stop``
     (early-stopped on them, if it stops early) and scored by its AUC there; the
     one-standard-error rule picks among them (``params["capacity_rule"]``). A learner
-    that does not stop early is finally
+    named in ``params["selection"]["own"]`` then screens its columns with its own model
+    (:func:`.selection.own_columns`). A learner that does not stop early is finally
     refitted on all the fold's rows. Returns the learner and the capacity it settled on.
     """
     validation = (features[stop], target[stop])
@@ -153,7 +155,17 @@ def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
     error = auc_standard_error(max(scores), positives, len(validation[1]) - positives)
     errors = float(params.get("capacity_rule", {}).get("standard_errors", 0.0)) * error
     best = one_standard_error(scores, [model_size(c) for c in capacities], errors)
-    learner = fitted[best][0]
+    learner, score = fitted[best]
+    selection = params.get("selection", {})
+    if name in selection.get("own", ()):
+        learner, score = own_columns(
+            learner,
+            score,
+            lambda chosen: fit_and_score(options[best], chosen),
+            validation,
+            int(selection.get("repeats", 1)),
+            seed,
+        )
     if not learner.stops_early:  # it has no rounds to stop: the stop rows are fitted too
         learner = LEARNERS[name](columns=learner.columns, **options[best])
         learner.fit(features, target)
@@ -190,7 +202,7 @@ def out_of_fold(
         progress(f"fold {k + 1}/{n_folds}: {len(columns)} columns kept")
         for j, name in enumerate(names):
             started = time.perf_counter()
-            learner, chosen = fit_learner(name, params, columns, x, y, stop)
+            learner, chosen = fit_learner(name, params, columns, x, y, stop, seed)
             base[held_out, j] = learner.predict_proba(features[held_out])
             result.seconds[name] += time.perf_counter() - started
             result.capacity[name].append(chosen)

@@ -134,5 +134,23 @@ def test_fit_learner_takes_the_smaller_model_within_one_standard_error(monkeypat
     assert chosen == {"size": size}
 
 
+def test_own_selection_keeps_the_logistic_learners_signal_and_drops_some_noise():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(2500, 100))
+    features[:, [1, 54, 82, 84]] = rng.integers(0, 3, size=(2500, 4))
+    target = (2 * features[:, 3] - features[:, 5] + rng.normal(size=2500) > 0).astype(int)
+    stop = np.arange(2500) % 5 == 0
+    params = {
+        "logistic": {"C": 1.0, "max_iter": 500, "n_components": 0},
+        "selection": {"repeats": 2, "own": ["logistic"]},
+    }
+    columns = (1, 3, 5, 10, 11, 12, 13, 14, 15, 16, 17)
+    learner, _ = fit_learner("logistic", params, columns, features, target, stop)
+    assert {1, 3, 5} <= set(learner.columns) < set(columns)
+    no_own = {**params, "selection": {}}
+    shared, _ = fit_learner("logistic", no_own, columns, features, target, stop)
+    assert shared.columns == columns
+
+
 def test_majority_columns_are_those_most_folds_kept():
     assert majority_columns([(1, 2, 3), (1, 2), (1, 4), (1, 2, 5)]) == (1, 2)
