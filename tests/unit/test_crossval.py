@@ -1,17 +1,17 @@
 import numpy as np
 import pytest
 
-from modeling.learners import Learner
+from modeling.learners import LEARNERS, Learner
 from modeling.training import crossval
 from modeling.training.crossval import (
     OutOfFold,
     candidates,
     fit_learner,
     majority_columns,
-    model_size,
     one_standard_error,
     out_of_fold,
     refit_params,
+    scoring_work,
 )
 from modeling.training.data import DataError
 from modeling.training.fit import check_learnable, training_set, trust_warnings
@@ -87,14 +87,28 @@ def test_one_standard_error_takes_the_cheapest_option_near_the_best():
     assert one_standard_error([0.93, 0.93], [5.0, 5.0], errors=0.0) == 0  # ties: the first
 
 
-def test_model_size_is_trees_times_leaves_or_the_components():
-    assert model_size({"num_leaves": 31, "num_boost_round": 300}) == 9300
-    assert model_size({"n_components": 0}) < model_size({"n_components": 8})
-    assert model_size({}) == 1.0
+def test_scoring_work_counts_comparisons_not_leaves():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2000, 100))
+    target = (features[:, 7] + features[:, 9] > 0).astype(int)
+    fitted = {}
+    for leaves, rounds in ((7, 400), (63, 40)):
+        learner = LEARNERS["lightgbm"](
+            columns=(7, 9, 20), num_leaves=leaves, num_boost_round=rounds, num_threads=1
+        )
+        fitted[leaves] = learner.fit(features, target)
+    # 400 trees of up to 7 leaves hold fewer leaves than 40 of up to 63, but a row takes
+    # at least 2 steps (a comparison, a leaf) in each of the 400, at most 63 in each of the 40
+    assert 2 * 400 <= scoring_work(fitted[7]) <= 7 * 400
+    assert scoring_work(fitted[63]) <= 63 * 40
+    assert scoring_work(fitted[7]) > scoring_work(fitted[63])
+    mixture = LEARNERS["logistic"](columns=(7, 9, 20), n_components=2, max_iter=200)
+    plain = LEARNERS["logistic"](columns=(7, 9, 20), max_iter=200)
+    assert scoring_work(mixture.fit(features, target)) > scoring_work(plain.fit(features, target))
 
 
 class _Sized(Learner):
-    """A learner whose size is a parameter: below 100 its score is blurred by a little noise."""
+    """A learner whose size is a parameter: below 100 it is cheap but blurred by noise."""
 
     name = "sized"
     filename = "sized.json"
