@@ -18,7 +18,7 @@ from bench.synthetic_sets import RECIPES, synthetic_set
 from modeling.training.evaluation import summarise_auc
 from modeling.training.fit import training_set
 from modeling.training.params import load_params
-from modeling.training.report import compare
+from modeling.training.report import columns_per_fold, compare
 
 BEGIN = "<!-- synthetic sets: begin (python -m bench.model_compare) -->"
 END = "<!-- synthetic sets: end -->"
@@ -50,7 +50,7 @@ def run(names: list[str], rows: int, seed: int, profile: str = "default") -> lis
             f"set {name}: {recipe.informative} informative + {recipe.redundant} redundant "
             f"columns, {recipe.clusters} clusters per class, separation {recipe.separation}; "
             f"{rows:,} rows, {int(target.sum()):,} positives; columns kept per fold "
-            f"{[len(c) for c in oof.columns]}; stack fit time over folds "
+            f"{columns_per_fold(oof)}; stack fit time over folds "
             f"{sum(oof.seconds.values()):.0f} s, whole comparison "
             f"{time.perf_counter() - started:.0f} s; best peer: {best_peer}"
         )

@@ -2,7 +2,9 @@
 
 ``python -m bench.model_speed --bundle models/current --rows exercise_06_test.csv``
 prints a Markdown table. The rows go in as the inference server receives them:
-numeric columns as float arrays, text columns as bytes.
+numeric columns as float arrays, text columns as bytes. A second table splits the
+scoring time by base learner (on the cleaned matrix, so without the cleaning), with
+the capacity each was refitted with: what a capacity choice costs in serving.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import math
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from modeling.cleaning import clean
 from modeling.predictor import load_bundle
 from modeling.schema import TEXT_COLUMNS
 from modeling.training.data import read_csv
@@ -82,6 +86,21 @@ def main() -> None:
     print(f"| load bundle | {statistics.median(load_ms):.1f} | {max(load_ms):.1f} |")
     print(f"| predict 1 row | {statistics.median(single):.2f} | {np.percentile(single, 99):.2f} |")
     print(f"| predict {n_rows} rows | {statistics.median(batch):.1f} | {max(batch):.1f} |")
+    matrix = clean(columns, n_rows).matrix
+    refit = predictor.manifest.get("refit_params", {})
+    print("\n| learner | capacity | 1 row median ms | " + f"{n_rows} rows median ms |")
+    print("|---|---|---|---|")
+    for name, learner in predictor.stack.learners.items():
+        learner.predict_proba(matrix[:1])  # warm up
+        one_ms = statistics.median(_timings(partial(learner.predict_proba, matrix[:1]), 300))
+        all_ms = statistics.median(_timings(partial(learner.predict_proba, matrix), 7))
+        print(f"| {name} | {_capacity(refit.get(name, {}))} | {one_ms:.2f} | {all_ms:.1f} |")
+
+
+def _capacity(params: dict) -> str:
+    """The capacity knobs of a learner's refit parameters, in a few words."""
+    keys = ("num_leaves", "num_boost_round", "iterations", "depth", "n_components")
+    return ", ".join(f"{key} {params[key]}" for key in keys if key in params) or "-"
 
 
 if __name__ == "__main__":

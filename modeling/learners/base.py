@@ -56,6 +56,8 @@ class Learner(ABC):
     """Key in the params file, the manifest and reports."""
     filename: ClassVar[str]
     """The single file the learner is saved to inside a bundle."""
+    stops_early: ClassVar[bool] = False
+    """Whether :meth:`fit` stops on its ``validation`` rows (else it fits them too)."""
 
     def __init__(self, columns: Sequence[int] = ALL_COLUMNS, **params: Any) -> None:
         self.columns = tuple(int(c) for c in columns)

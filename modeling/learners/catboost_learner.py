@@ -25,6 +25,7 @@ class CatBoostLearner(Learner):
 
     name: ClassVar[str] = "catboost"
     filename: ClassVar[str] = "catboost.cbm"
+    stops_early: ClassVar[bool] = True
     _model: CatBoostClassifier | None = None
 
     def _pool(self, features: NDArray[np.float64], target: NDArray[np.int_] | None = None) -> Pool:

@@ -25,6 +25,7 @@ class LightGBMLearner(Learner):
 
     name: ClassVar[str] = "lightgbm"
     filename: ClassVar[str] = "lightgbm.txt"
+    stops_early: ClassVar[bool] = True
     _booster: lgb.Booster | None = None
     _model_file: Path | None = None  # the text the booster was loaded from
     _compiled: CompiledTrees | None = None

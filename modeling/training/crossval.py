@@ -2,7 +2,11 @@
 
 Each fold is a full training run on the fold's training rows only: a stratified share
 of them is set aside for early stopping (and for column selection and capacity
-choices), the rest is fitted. The fold's held-out rows are only ever predicted, so
+choices), the rest is fitted. Among a learner's capacity options, the one cheapest to
+score whose AUC on that share is within ``capacity_rule.standard_errors`` standard
+errors of the best is taken (Breiman's one-standard-error rule with the serving cost
+of :func:`scoring_work`, see :func:`one_standard_error`).
+The fold's held-out rows are only ever predicted, so
 their labels cannot reach their own out-of-fold predictions. The stack's
 meta-learner is itself cross-validated over the pooled out-of-fold predictions on the
 same folds. ``train`` then refits every learner on all rows with the capacity the
@@ -21,9 +25,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.learners import LEARNERS, Learner
+from modeling.learners import (
+    LEARNERS,
+    CatBoostLearner,
+    Learner,
+    LightGBMLearner,
+    LogisticLearner,
+)
 from modeling.schema import ALL_COLUMNS
-from modeling.training.selection import select_columns
+from modeling.training.evaluation import auc, auc_standard_error
+from modeling.training.selection import own_columns, select_columns
 
 Progress = Callable[[str], None]
 Params = Mapping[str, Any]
@@ -45,7 +56,9 @@ class OutOfFold:
         folds: the fold index of every row.
         seconds: fit time of each learner, summed over folds.
         capacity: per learner, the capacity each fold settled on (rounds, leaves...).
-        columns: the columns each fold's selection kept.
+        columns: the columns each fold's shared selection kept.
+        learner_columns: per learner, the columns each fold fitted it on (the shared
+            ones, or its own screen of them, see :func:`.selection.own_columns`).
 
     """
 
@@ -56,6 +69,7 @@ class OutOfFold:
     seconds: dict[str, float] = field(default_factory=dict)
     capacity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     columns: list[tuple[int, ...]] = field(default_factory=list)
+    learner_columns: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
 
 
 def stratified_folds(target: NDArray[np.int_], n_folds: int, seed: int) -> NDArray[np.intp]:
@@ -88,6 +102,57 @@ def candidates(learner_params: Params) -> list[dict[str, Any]]:
     return [{**fixed, **dict(zip(grid, values, strict=True))} for values in product(*grid.values())]
 
 
+def _expected_depth(node: Mapping[str, Any], depth: int = 0) -> float:
+    """Rows-weighted depth of a LightGBM tree's leaves: comparisons per scored row."""
+    if "leaf_index" in node or "split_index" not in node:
+        return depth * float(node.get("leaf_count", 1))
+    return _expected_depth(node["left_child"], depth + 1) + _expected_depth(
+        node["right_child"], depth + 1
+    )
+
+
+def scoring_work(learner: Learner) -> float:
+    """What a fitted option costs in serving: the work it does per scored row.
+
+    Boosted trees: the steps a row goes through, summed over the trees: its node
+    comparisons plus the read of the leaf's value (LightGBM: each tree's leaf depth
+    weighted by the training rows in each leaf, plus one; CatBoost's oblivious trees:
+    trees x (depth + 1)). Logistic learner: multiply-adds, which
+    the mixture's full-covariance components dominate (components x inputs²). Only
+    options of one learner are compared, so the units need not agree across learners.
+    Any other learner: the product of its capacity. Counted, not timed: the choice must
+    not depend on the machine's load. (Nor is it the number of leaves: 1,044 trees of 7
+    leaves score as slowly as 244 of 127.)
+    """
+    if isinstance(learner, LightGBMLearner):
+        rounds = learner.capacity()["num_boost_round"]
+        trees = learner.booster.dump_model(num_iteration=rounds)["tree_info"]
+        return sum(
+            1.0
+            + _expected_depth(tree["tree_structure"])
+            / max(float(tree["tree_structure"].get("internal_count", 1)), 1.0)
+            for tree in trees
+        )
+    if isinstance(learner, CatBoostLearner):
+        return float(learner.capacity()["iterations"] * (1 + int(learner.params.get("depth", 6))))
+    if isinstance(learner, LogisticLearner):
+        inputs = len(learner.design.numeric)
+        return float(inputs + int(learner.params.get("n_components", 0)) * inputs**2)
+    return float(np.prod([float(value) for value in learner.capacity().values()]))
+
+
+def one_standard_error(scores: Sequence[float], costs: Sequence[float], errors: float) -> int:
+    """Index of the cheapest option scoring within ``errors`` standard errors of the best.
+
+    ``scores`` are AUCs on the same held-out rows and the standard error is that of
+    the best one; ties in cost go to the first option. ``errors=0`` takes the best.
+    """
+    return min(
+        (i for i, score in enumerate(scores) if score >= max(scores) - errors),
+        key=lambda i: (costs[i], i),
+    )
+
+
 def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
     name: str,
     params: Params,
@@ -95,26 +160,54 @@ def fit_learner(  # noqa: PLR0917 - the rows, the stop mask and what to fit
     features: NDArray[np.float64],
     target: NDArray[np.int_],
     stop: NDArray[np.bool_],
+    seed: int = 0,
 ) -> tuple[Learner, dict[str, Any]]:
-    """Fit ``name`` on the rows outside ``stop``, choosing its capacity on the ``stop`` rows.
+    """Fit ``name`` on the fold's rows, choosing its capacity (and columns) on the ``stop`` rows.
 
-    Each candidate of the learner's search grid is early-stopped on the ``stop`` rows;
-    the one with the best AUC there wins. Returns it and the capacity it settled on.
+    Each candidate of the learner's search grid is fitted on the rows outside ``stop``
+    (early-stopped on them, if it stops early) and scored by its AUC there; the
+    one-standard-error rule picks among them (``params["capacity_rule"]``), the cost of
+    an option being its work per scored row (:func:`scoring_work`). A learner
+    named in ``params["selection"]["own"]`` then screens its columns with its own model
+    (:func:`.selection.own_columns`). A learner that does not stop early is finally
+    refitted on all the fold's rows. Returns the learner and the capacity it settled on.
     """
-    from sklearn.metrics import roc_auc_score
-
     validation = (features[stop], target[stop])
-    grid = params.get(name, {}).get("search", {})
-    fitted = []
-    for option in candidates(params.get(name, {})):
-        learner = LEARNERS[name](columns=columns, **option)
-        learner.fit(features[~stop], target[~stop], validation)
-        score = float(roc_auc_score(validation[1], learner.predict_proba(validation[0])))
-        fitted.append(
-            (score, learner, {**{key: option[key] for key in grid}, **learner.capacity()})
+    learner_params = params.get(name, {})
+    grid = learner_params.get("search", {})
+
+    def fit_and_score(option: dict[str, Any], chosen: tuple[int, ...]) -> tuple[Learner, float]:
+        learner = LEARNERS[name](columns=chosen, **option)
+        learner.fit(features[~stop], target[~stop], validation if learner.stops_early else None)
+        return learner, auc(validation[1], learner.predict_proba(validation[0]))
+
+    options = candidates(learner_params)
+    fitted = [fit_and_score(option, columns) for option in options]
+    capacities = [
+        {**{key: option[key] for key in grid}, **learner.capacity()}
+        for option, (learner, _) in zip(options, fitted, strict=True)
+    ]
+    scores = [score for _, score in fitted]
+    positives = int(validation[1].sum())
+    error = auc_standard_error(max(scores), positives, len(validation[1]) - positives)
+    errors = float(params.get("capacity_rule", {}).get("standard_errors", 0.0)) * error
+    costs = [scoring_work(learner) for learner, _ in fitted]
+    best = one_standard_error(scores, costs, errors)
+    learner, score = fitted[best]
+    selection = params.get("selection", {})
+    if name in selection.get("own", ()):
+        learner, score = own_columns(
+            learner,
+            score,
+            lambda chosen: fit_and_score(options[best], chosen),
+            validation,
+            int(selection.get("repeats", 1)),
+            seed,
         )
-    _, best, chosen = max(fitted, key=lambda result: result[0])  # the first of equals
-    return best, chosen
+    if not learner.stops_early:  # it has no rounds to stop: the stop rows are fitted too
+        learner = LEARNERS[name](columns=learner.columns, **options[best])
+        learner.fit(features, target)
+    return learner, capacities[best]
 
 
 def out_of_fold(
@@ -137,6 +230,7 @@ def out_of_fold(
     base = np.empty((len(target), len(names)))
     result = OutOfFold(list(names), base, np.empty(0), folds, dict.fromkeys(names, 0.0))
     result.capacity = {name: [] for name in names}
+    result.learner_columns = {name: [] for name in names}
     for k in range(n_folds):
         train, held_out = folds != k, folds == k
         x, y = features[train], target[train]
@@ -146,11 +240,12 @@ def out_of_fold(
         progress(f"fold {k + 1}/{n_folds}: {len(columns)} columns kept")
         for j, name in enumerate(names):
             started = time.perf_counter()
-            learner, chosen = fit_learner(name, params, columns, x, y, stop)
+            learner, chosen = fit_learner(name, params, columns, x, y, stop, seed)
             base[held_out, j] = learner.decision_function(features[held_out])
             result.seconds[name] += time.perf_counter() - started
             result.capacity[name].append(chosen)
-            progress(f"{name}: fold {k + 1}/{n_folds} {chosen}")
+            result.learner_columns[name].append(learner.columns)
+            progress(f"{name}: fold {k + 1}/{n_folds} {chosen}, {len(learner.columns)} columns")
     result.stack = stack_out_of_fold(base, target, folds)
     return result
 
@@ -202,3 +297,9 @@ def columns_for_all_rows(
         return ALL_COLUMNS
     stop = stopping_rows(target, float(params["stop_share"]), seed)
     return select_columns(features, target, stop, params["selection"], seed)
+
+
+def majority_columns(per_fold: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The columns more than half of the folds kept (for a refit that has no rows to judge on)."""
+    counts = Counter(column for columns in per_fold for column in columns)
+    return tuple(sorted(c for c, n in counts.items() if 2 * n > len(per_fold)))

@@ -24,8 +24,8 @@ def auc(target: NDArray[np.int_], score: NDArray[np.float64]) -> float:
     return float(roc_auc_score(target, score))
 
 
-def auc_interval(value: float, n_positive: int, n_negative: int) -> tuple[float, float]:
-    """95% interval of an AUC by Hanley & McNeil's (1982) standard error."""
+def auc_standard_error(value: float, n_positive: int, n_negative: int) -> float:
+    """Hanley & McNeil's (1982) standard error of an AUC on that many positives and negatives."""
     q1 = value / (2 - value)
     q2 = 2 * value**2 / (1 + value)
     variance = (
@@ -33,7 +33,12 @@ def auc_interval(value: float, n_positive: int, n_negative: int) -> tuple[float,
         + (n_positive - 1) * (q1 - value**2)
         + (n_negative - 1) * (q2 - value**2)
     ) / (n_positive * n_negative)
-    half = _Z95 * math.sqrt(max(variance, 0.0))
+    return math.sqrt(max(variance, 0.0))
+
+
+def auc_interval(value: float, n_positive: int, n_negative: int) -> tuple[float, float]:
+    """95% interval of an AUC by Hanley & McNeil's (1982) standard error."""
+    half = _Z95 * auc_standard_error(value, n_positive, n_negative)
     return max(0.0, value - half), min(1.0, value + half)
 
 

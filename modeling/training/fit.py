@@ -19,6 +19,7 @@ from modeling.training.crossval import (
     OutOfFold,
     Progress,
     columns_for_all_rows,
+    majority_columns,
     out_of_fold,
     refit_params,
 )
@@ -100,13 +101,17 @@ def fit_stack(
     """Refit every learner on all rows with the folds' capacity; fit the meta-learner on ``oof``.
 
     The decision threshold is the one that maximises F1 on the out-of-fold stack.
+    A learner that screens its own columns (``selection.own``) is refitted on the
+    columns most folds kept for it, the others on the shared selection over all rows.
     Returns the stack and the parameters the refit used.
     """
     meta = MetaLearner(oof.names).fit(oof.base, data.target)
     refit = refit_params(params, oof)
-    columns = columns_for_all_rows(data.features, data.target, params, seed)
+    shared = columns_for_all_rows(data.features, data.target, params, seed)
+    own = params.get("selection", {}).get("own", ())
     learners = {}
     for name in oof.names:
+        columns = majority_columns(oof.learner_columns[name]) if name in own else shared
         progress(
             f"{name}: refit on all {len(data.target)} rows, {len(columns)} columns, {refit[name]}"
         )

@@ -92,6 +92,34 @@ def _importance(data: TrainingSet, params: dict[str, Any]) -> list[tuple[str, fl
     )
 
 
+def _standard_errors(params: dict[str, Any]) -> str:
+    return f"{float(params.get('capacity_rule', {}).get('standard_errors', 0.0)):g}"
+
+
+def _own(params: dict[str, Any]) -> str:
+    """One clause naming the learners that screen the shared columns with their own model."""
+    own = list(params.get("selection", {}).get("own", ()))
+    if not own:
+        return "every learner uses the shared columns"
+    return (
+        f"{', '.join(own)} then keep{'s' if len(own) == 1 else ''} only the shared columns "
+        "whose shuffling lowers their own held-out AUC, when a refit on those does not "
+        "score lower (a full-covariance class mixture pays for every noise input, trees "
+        "do not), and the refit uses the columns most folds kept"
+    )
+
+
+def columns_per_fold(oof: OutOfFold) -> str:
+    """Counts of the shared columns per fold, and of each learner's own where they differ."""
+    shared = [len(c) for c in oof.columns]
+    parts = [f"shared {shared}"]
+    for name, per_fold in oof.learner_columns.items():
+        counts = [len(c) for c in per_fold]
+        if counts != shared:
+            parts.append(f"{name} {counts}")
+    return "; ".join(parts)
+
+
 def _describe(source: dict[str, Any]) -> str:
     """One line naming the training data: file (or synthetic), rows, positives, digest."""
     name = f"`{source['file']}`" if "file" in source else "synthetic rows (DEMO)"
@@ -150,7 +178,15 @@ def write_report(
         f"{int(params['folds'])}-fold stratified cross-validation (seed {seed}); every "
         "model is scored on rows it did not see, all on the same folds. Each fold chooses "
         "the learners' capacity (rounds, leaves, mixture size) on a stratified share of its "
-        "own training rows. The stack's own meta-learner is cross-validated over the "
+        "own training rows: each option is fitted without those rows and scored on them, "
+        "and the option cheapest to score (node comparisons or multiply-adds per row) whose "
+        "AUC there is "
+        f"within {_standard_errors(params)} standard error(s) of the best option's is taken "
+        "(the one-standard-error rule: a gain smaller than the noise of its measurement "
+        "does not pay for a slower model in serving). Columns are screened once for every "
+        "learner (a column is kept when shuffling it costs more held-out AUC than any of "
+        "the decoy columns, or when it echoes other columns); "
+        f"{_own(params)}. The stack's own meta-learner is cross-validated over the "
         "out-of-fold base predictions. The `default` rows are XGBoost, LightGBM and CatBoost "
         "with their library defaults on all 100 columns. Intervals "
         "are 95% (Hanley & McNeil); the fold spread shows the variation between folds.",
@@ -168,7 +204,7 @@ def write_report(
         "Capacity the folds chose (each fold early-stops on a share of its own training "
         "rows), as used by the refit: "
         + "; ".join(f"{name} {refit[name]}" for name in oof.names)
-        + f". Columns kept per fold: {[len(c) for c in oof.columns]}.",
+        + f". Columns kept per fold: {columns_per_fold(oof)}.",
         "",
         f"![ROC curves](figures/{figures['roc']})",
         "",

@@ -13,16 +13,30 @@ A numeric column is dropped only when nothing says it carries signal:
   echoes others belongs to a block of signal even when the trees used its siblings.
 
 Category columns are always kept. An empty parameter mapping keeps every column.
+
+That screen is shared by every learner. A learner named in the selection's ``own``
+list then screens the shared columns once more with its own model
+(:func:`own_columns`): trees simply do not split on a useless column, but a model that
+must give every input a place (the full-covariance class mixtures of the logistic
+learner: each input adds a row and a column to every component's covariance) pays
+for each noise column with variance. So such a learner keeps only the columns whose
+shuffling lowers *its* held-out AUC, and the pruned set is taken only if a refit on it
+does not lower that held-out AUC.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from modeling.learners.base import Learner
 from modeling.schema import ALL_COLUMNS, CATEGORY_INDEX
+
+FitAndScore = Callable[[tuple[int, ...]], tuple[Learner, float]]
+"""Fits a learner on the given columns; returns it and its held-out AUC."""
 
 
 def explained_variance(values: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -97,3 +111,55 @@ def select_columns(
     keep = (r2 >= params["min_r2"]) | (drop[numeric] > noise_floor)
     kept = {j for j, flag in zip(numeric, keep, strict=True) if flag}
     return tuple(sorted(kept | set(CATEGORY_INDEX)))
+
+
+def permutation_drop(  # noqa: PLR0917 - the model, the rows and the shuffles
+    predict: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    features: NDArray[np.float64],
+    target: NDArray[np.int_],
+    columns: Sequence[int],
+    repeats: int,
+    seed: int,
+) -> NDArray[np.float64]:
+    """Mean fall of ``predict``'s AUC on ``features`` when each of ``columns`` is shuffled.
+
+    ``features`` must be rows the model did not fit (permutation importance).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    baseline = float(roc_auc_score(target, predict(features)))
+    drops = np.zeros(len(columns))
+    shuffled = features.copy()
+    for i, column in enumerate(columns):
+        for _ in range(repeats):
+            shuffled[:, column] = rng.permutation(features[:, column])
+            drops[i] += (baseline - float(roc_auc_score(target, predict(shuffled)))) / repeats
+        shuffled[:, column] = features[:, column]
+    return drops
+
+
+def own_columns(  # noqa: PLR0917 - the fitted learner, how to refit it, the rows
+    learner: Learner,
+    score: float,
+    fit_and_score: FitAndScore,
+    stop: tuple[NDArray[np.float64], NDArray[np.int_]],
+    repeats: int,
+    seed: int = 0,
+) -> tuple[Learner, float]:
+    """A learner's own screen of the columns it was fitted on; returns the learner to keep.
+
+    ``learner`` was fitted without the ``stop`` rows and scores ``score`` (AUC) on
+    them. Every numeric column whose shuffling does not lower that AUC is dropped (its
+    removal costs this model nothing); ``fit_and_score`` refits on the remaining
+    columns, and the refit is kept only when its AUC on the ``stop`` rows is at least
+    ``score``. Category columns are always kept.
+    """
+    numeric = [c for c in learner.columns if c not in CATEGORY_INDEX]
+    drops = permutation_drop(learner.predict_proba, *stop, numeric, repeats, seed)
+    drop = dict(zip(numeric, drops, strict=True))
+    kept = tuple(c for c in learner.columns if c in CATEGORY_INDEX or drop[c] > 0)
+    if kept == learner.columns or not any(c not in CATEGORY_INDEX for c in kept):
+        return learner, score
+    pruned, pruned_score = fit_and_score(kept)
+    return (pruned, pruned_score) if pruned_score >= score else (learner, score)

@@ -5,7 +5,12 @@ from sklearn.mixture import GaussianMixture
 
 from modeling.learners.mixture import MixtureRatio, _Mixture
 from modeling.schema import ALL_COLUMNS
-from modeling.training.selection import explained_variance, select_columns
+from modeling.training.selection import (
+    explained_variance,
+    own_columns,
+    permutation_drop,
+    select_columns,
+)
 
 
 def test_mixture_log_density_matches_scikit_learn():
@@ -92,3 +97,52 @@ def test_explained_variance_tolerates_missing_values(missing_rate):
     values = matrix[:, [10, 20, 30]].copy()
     values[np.random.default_rng(3).random(values.shape) < missing_rate] = np.nan
     assert np.isfinite(explained_variance(values)).all()
+
+
+class _Reads:
+    """A stand-in fitted learner whose score reads only ``signal`` of its columns."""
+
+    def __init__(self, columns, signal):
+        self.columns = tuple(columns)
+        self.signal = [c for c in signal if c in self.columns]
+
+    def predict_proba(self, features):
+        return features[:, self.signal].sum(axis=1)
+
+
+def test_own_columns_drops_what_the_model_ignores_and_keeps_categories():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(600, 100))
+    target = (matrix[:, 3] + matrix[:, 5] + rng.normal(size=600) > 0).astype(int)
+    refits = []
+
+    def refit(columns):
+        refits.append(columns)
+        return _Reads(columns, (3, 5)), 0.9
+
+    learner = _Reads((1, 3, 5, 8, 9), (3, 5))
+    kept, score = own_columns(learner, 0.9, refit, (matrix, target), repeats=2)
+    assert kept.columns == (1, 3, 5)  # x1 is a category column: always kept
+    assert refits == [(1, 3, 5)]
+    assert score == 0.9
+
+
+def test_own_columns_keeps_the_shared_columns_when_the_pruned_refit_scores_lower():
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(600, 100))
+    target = (matrix[:, 3] + rng.normal(size=600) > 0).astype(int)
+    learner = _Reads((3, 8), (3,))
+    kept, score = own_columns(
+        learner, 0.9, lambda c: (_Reads(c, (3,)), 0.89), (matrix, target), repeats=1
+    )
+    assert kept is learner
+    assert score == 0.9
+
+
+def test_permutation_drop_is_large_for_the_signal_and_zero_for_an_ignored_column():
+    rng = np.random.default_rng(2)
+    matrix = rng.normal(size=(800, 100))
+    target = (matrix[:, 3] > 0).astype(int)
+    drops = permutation_drop(lambda x: x[:, 3], matrix, target, [3, 8], repeats=2, seed=0)
+    assert drops[0] > 0.3
+    assert drops[1] == 0
