@@ -120,8 +120,11 @@ class _Sized(Learner):
     def capacity(self):
         return {"size": self.params["size"]}
 
-    def predict_proba(self, features):
+    def decision_function(self, features):
         return features[:, 0] + (0.1 if self.params["size"] < 100 else 0.0) * features[:, 2]
+
+    def contributions(self, features):
+        raise NotImplementedError
 
     def save(self, directory):
         raise NotImplementedError
