@@ -225,5 +225,16 @@ def write_report(
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + _appended_sections(path))
     return path
+
+
+def _appended_sections(path: Path) -> str:
+    """What other tools appended to the report, kept when it is rewritten.
+
+    That is everything from the report's first line opening an HTML comment, such as
+    the synthetic-sets section of ``bench.model_compare``.
+    """
+    text = path.read_text() if path.exists() else ""
+    start = text.find("\n<!-- ")
+    return "" if start < 0 else text[start:]

@@ -126,3 +126,15 @@ def _smallest(name):
         },
         "catboost": {"learning_rate": 0.3, "depth": 4, "l2_leaf_reg": 3.0},
     }[name]
+
+
+def test_a_rewritten_report_keeps_what_other_tools_appended(tmp_path):
+    from modeling.training.report import _appended_sections
+
+    report = tmp_path / "model_report.md"
+    assert _appended_sections(report) == ""  # no report yet
+    report.write_text("# Model report\n\nold table\n")
+    assert _appended_sections(report) == ""
+    appended = "\n<!-- synthetic sets: begin -->\n| set A |\n<!-- synthetic sets: end -->\n"
+    report.write_text("# Model report\n\nold table\n" + appended)
+    assert _appended_sections(report) == appended
