@@ -114,7 +114,7 @@ class DataPlane:
         self.limits = limits
         self.explain_limits = explain
         self._explaining = threading.BoundedSemaphore(explain.concurrency)
-        names = predictor.explain({}, 0).contributions  # names only: no row explained
+        names, groups = predictor.stack.contribution_names()
         self.model = ModelInfo(
             name=predictor.name,
             version=str(predictor.version),
@@ -122,8 +122,8 @@ class DataPlane:
             inputs=input_specs(),
             outputs=OUTPUTS,
             missing_text=MISSING_TEXT,
-            contribution_names=names.names,
-            contribution_groups=dict(names.groups),
+            contribution_names=names,
+            contribution_groups=groups,
         )
         self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in self.model.inputs}
         self.output_names = tuple(s.name for s in self.model.outputs)

@@ -6,7 +6,7 @@ The inference server wraps exactly this class; nothing here knows about gRPC or 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +110,13 @@ class Predictor:
 
         """
         batch = clean(columns, n_rows)
-        # no rows: explain one all-missing row, keep none of it (the names stay known)
-        matrix = batch.matrix if n_rows else np.full((1, batch.matrix.shape[1]), np.nan)
-        contributions = self.stack.contributions(matrix)
-        logit = self.stack.decision_function(matrix)
-        if not n_rows:
-            logit = logit[:0]
-            contributions = replace(
-                contributions, values=contributions.values[:0], base=contributions.base[:0]
-            )
+        if n_rows:
+            contributions = self.stack.contributions(batch.matrix)
+            logit = self.stack.decision_function(batch.matrix)
+        else:
+            names, groups = self.stack.contribution_names()
+            contributions = Contributions(names, np.empty((0, len(names))), np.empty(0), groups)
+            logit = np.empty(0)
         gap = np.abs(contributions.base + contributions.values.sum(axis=1) - logit)
         if not (gap <= EXPLANATION_TOLERANCE).all():
             rows = np.flatnonzero(~(gap <= EXPLANATION_TOLERANCE))[:5].tolist()

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modeling.learners import Learner
-from modeling.learners.base import Contributions, sigmoid
+from modeling.learners.base import Contributions
 from modeling.learners.meta import MetaLearner
 from modeling.schema import COLUMNS
 
@@ -31,9 +31,17 @@ class Stack:
         """The stack's log-odds of y = 1."""
         return self.meta.decision_function(self.base_logits(features))
 
-    def predict_proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1) of the stack."""
-        return sigmoid(self.decision_function(features))
+    def contribution_names(self) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+        """The names :meth:`contributions` reports on, and the columns behind each group.
+
+        Every schema column, then each group of the learners (a feature read jointly).
+        """
+        groups = {
+            group: columns
+            for name in self.meta.names
+            for group, columns in self.learners[name].contribution_groups().items()
+        }
+        return (*COLUMNS, *groups), groups
 
     def contributions(self, features: NDArray[np.float64]) -> Contributions:
         """The stack's logit split over every schema column (then groups), exactly.
@@ -43,21 +51,15 @@ class Stack:
         boosted trees, coefficient x value for the logistic one), and the base is the
         intercept plus the weighted bases. Columns no learner reads contribute 0.
         """
-        names = list(COLUMNS)
+        names, groups = self.contribution_names()
         index = {name: i for i, name in enumerate(names)}
-        parts = [
-            (w, self.learners[n].contributions(features)) for n, w in self.meta.weights().items()
-        ]
-        groups = {group: cols for _, part in parts for group, cols in part.groups.items()}
-        for group in groups:
-            index[group] = len(names)
-            names.append(group)
         values = np.zeros((len(features), len(names)))
         base = np.full(len(features), self.meta.intercept)
-        for weight, part in parts:
-            values[:, [index[name] for name in part.names]] += weight * part.values
+        for name, weight in self.meta.weights().items():
+            part = self.learners[name].contributions(features)
+            values[:, [index[n] for n in part.names]] += weight * part.values
             base += weight * part.base
-        return Contributions(tuple(names), values, base, groups)
+        return Contributions(names, values, base, groups)
 
     def accelerate(self) -> None:
         """Let every base learner make its scoring faster (answers unchanged to 1e-9)."""

@@ -108,6 +108,10 @@ class Learner(ABC):
     def contributions(self, features: NDArray[np.float64]) -> Contributions:
         """Split :meth:`decision_function` exactly over the learner's inputs, row by row."""
 
+    def contribution_groups(self) -> dict[str, tuple[str, ...]]:
+        """The groups :meth:`contributions` reports beside columns; none by default."""
+        return {}
+
     @abstractmethod
     def save(self, directory: Path) -> Path:
         """Write the fitted learner to ``directory / filename``; return that path."""

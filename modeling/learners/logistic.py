@@ -222,15 +222,23 @@ class LogisticLearner(Learner):
             parts.append((table[codes] - centre)[:, None])
             names.append(COLUMNS[column])
             base += centre
-        groups: dict[str, tuple[str, ...]] = {}
         if design.mixture is not None:
             ratio = design.mixture.ratio(values)
             parts.append((weights[-1] * (ratio - design.mean[-1]))[:, None])
             names.append(MIXTURE_GROUP)
-            groups[MIXTURE_GROUP] = tuple(COLUMNS[c] for c in design.numeric)
         return Contributions(
-            tuple(names), np.concatenate(parts, axis=1), np.full(len(values), base), groups
+            tuple(names),
+            np.concatenate(parts, axis=1),
+            np.full(len(values), base),
+            self.contribution_groups(),
         )
+
+    def contribution_groups(self) -> dict[str, tuple[str, ...]]:
+        """The mixture feature, when there is one: a group of every numeric column."""
+        design = self.design
+        if design.mixture is None:
+            return {}
+        return {MIXTURE_GROUP: tuple(COLUMNS[c] for c in design.numeric)}
 
     def _numeric_weights(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Coefficients per unscaled expanded column, and the hinges' as (numeric, knots)."""

@@ -9,8 +9,6 @@ from typing import Self
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.learners.base import sigmoid
-
 
 class MetaLearner:
     """Combines the base learners' log-odds ``(n, k)`` into one probability.
@@ -42,10 +40,6 @@ class MetaLearner:
     def decision_function(self, base_logits: NDArray[np.float64]) -> NDArray[np.float64]:
         """The stack's log-odds from the base learners' (columns in ``names`` order)."""
         return np.asarray(base_logits @ self.coef + self.intercept, dtype=np.float64)
-
-    def predict_proba(self, base_logits: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(y = 1) from the base learners' log-odds (columns in ``names`` order)."""
-        return sigmoid(self.decision_function(base_logits))
 
     def weights(self) -> dict[str, float]:
         """The weight of each base learner's logit."""
