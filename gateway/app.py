@@ -216,8 +216,10 @@ def _explain(
 ) -> list[dict[str, Any]]:
     """Convert and explain a body: each row's logit and its ``top`` contributions.
 
-    The answer's memory joins the request's reservation before anything is explained.
+    The answer's memory joins the request's reservation before anything is explained
+    (once: a retry with fresh metadata resizes to the same total, never adds again).
     """
+    held = reservation.size
 
     def explain(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]]]:
         batch = _convert(config, schema, body)
@@ -229,7 +231,7 @@ def _explain(
                 f"explaining {batch.n_rows} rows with {listed} contributions each needs more "
                 "memory than this gateway has; send fewer rows or a smaller top",
             )
-        reservation.resize(reservation.size + answer)
+        reservation.resize(held + answer)
         chunk = config.explain_chunk_rows
         return schema, client.explain(schema, batch, chunk, config.explain_deadline_s)
 
