@@ -25,6 +25,7 @@ import re
 import statistics
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,16 @@ def as_served(rows: list[dict[str, str]]) -> dict[str, Any]:
     return columns
 
 
+def median_s(call: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``call`` in seconds over ``repeat`` runs."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def model_floor(bundle: Path, rows: list[dict[str, str]]) -> dict[str, Any] | None:
     """The in-process predictor on the rows: median seconds for all and for one, answers."""
     if not (bundle / "manifest.json").exists():
@@ -114,15 +125,6 @@ def model_floor(bundle: Path, rows: list[dict[str, str]]) -> dict[str, Any] | No
     columns = as_served(rows)
     one = as_served(rows[:1])
     predictor.predict(columns, len(rows))  # warm-up
-
-    def median_s(call: Any, repeat: int) -> float:
-        times = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
-
     return {
         "all": median_s(lambda: predictor.predict(columns, len(rows)), 5),
         "one": median_s(lambda: predictor.predict(one, 1), 500),

@@ -17,13 +17,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.cli import as_served, read_rows
+from bench.cli import as_served, median_s, read_rows
 from bench.http_load import Session, Target, percentile
 from bench.machine import describe
 from modeling.cleaning import clean
@@ -32,12 +31,7 @@ from modeling.predictor import load_bundle
 
 def median_ms(call: Callable[[], Any], repeat: int) -> float:
     """Median wall time of ``call`` in milliseconds over ``repeat`` runs."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return median_s(call, repeat) * 1000
 
 
 def in_process(bundle: Path, rows: list[dict[str, str]], repeat: int) -> list[str]:
