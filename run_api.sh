@@ -14,6 +14,10 @@
 # a server that dies (supervise below), waits until the gateway's
 # /readyz answers, and stops both processes on Ctrl-C or SIGTERM.
 #
+# Containers: a base image that is neither here nor pullable is said before building, with
+# the two commands that work instead; a failed build or start ends with the same paragraph
+# and exit 1.
+#
 # Environment: TRAIN_CSV, BASE_IMAGE (containers: the Python 3.11 image to build from, e.g.
 # localhost/python-base:3.11-bookworm where no registry is reachable), GATEWAY_PORT (5001),
 # INFERENCE_PORT (8001),
@@ -60,6 +64,51 @@ sample_curl() {
         "$GATEWAY_PORT" "$SAMPLE"
 }
 
+# What an engine prints when no image registry answers (DNS, refused, timed out, no route).
+NO_REGISTRY='no such host|pinging container registry|dial tcp|connection refused|i/o timeout|TLS handshake timeout|network is unreachable|temporary failure in name resolution'
+# What podman prints per container on a machine without systemd: harmless (see below).
+SYSTEMD_NOISE='unable to get systemd connection to (add|start|remove) healthchecks'
+
+# cannot_start WHAT OUTPUT: the closing paragraph when the containers cannot be built or
+# started (what failed, whether a registry was the cause, the two commands that work
+# instead), then exit 1. OUTPUT is what the engine printed.
+cannot_start() {
+    local registry_error bases
+    registry_error="$(grep -iE "$NO_REGISTRY" <<<"$2" | tail -n 1 || true)"
+    bases="$("$engine" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null \
+        | grep -i python | grep -v '<none>' | head -n 1 || true)"
+    {
+        echo
+        say "the containers cannot start: $1."
+        if [ -n "$registry_error" ]; then
+            say "No image registry answered, so the base image ${base_image} cannot be pulled:"
+            printf '  %s\n' "${registry_error:0:300}"
+        else
+            say "What the engine said last:"
+            grep -iE 'error' <<<"$2" | grep -vE "$SYSTEMD_NOISE" | tail -n 3 | cut -c1-300 \
+                | sed 's/^/  /' || true
+        fi
+        say "Either of these works instead:"
+        if [ -n "$bases" ]; then
+            printf '  BASE_IMAGE=%s ./run_api.sh   # build from this Python 3.11 image, found here\n' "$bases"
+        else
+            printf '  BASE_IMAGE=<a local Python 3.11 image> ./run_api.sh   # build without a registry\n'
+        fi
+        printf '  ./run_api.sh --local   # no containers: the same stack as local processes\n'
+    } >&2
+    exit 1
+}
+
+# podman on a machine without systemd prints SYSTEMD_NOISE per container: harmless
+# (readiness is polled on /readyz), so it is said once, in one line, instead.
+hide_systemd_noise() {
+    awk -v noise="$SYSTEMD_NOISE" '$0 ~ noise {
+            if (!seen++) print "run_api: (podman runs no HEALTHCHECK without systemd: harmless, readiness is polled on /readyz)"
+            next
+        }
+        { print; fflush() }'
+}
+
 wait_ready() { # url, seconds: poll until it answers 200
     for _ in $(seq 1 $(($2 * 2))); do
         if python3 -c 'import sys,urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' "$1" \
@@ -84,8 +133,21 @@ if [ "$mode" = docker ]; then
     else
         say "podman found (no Docker engine): $compose $up"
     fi
+    # Said before building: a base image that can be neither found here nor pulled.
+    base_image="${BASE_IMAGE:-$(sed -n 's/^ARG BASE_IMAGE=//p' "$root/Dockerfile.inference")}"
+    if ! "$engine" image inspect "$base_image" >/dev/null 2>&1; then
+        say "pulling the base image $base_image (BASE_IMAGE names another)"
+        pulled="$("$engine" pull "$base_image" 2>&1)" \
+            || cannot_start "the base image $base_image is not here and could not be pulled" "$pulled"
+    fi
+    up_log="$(mktemp)"
+    trap 'rm -f "$up_log"' EXIT
     # shellcheck disable=SC2086 # the commands are word lists
-    $compose $up
+    up_status=0
+    $compose $up 2>&1 | tee "$up_log" | hide_systemd_noise || up_status=${PIPESTATUS[0]}
+    if [ "$up_status" != 0 ]; then
+        cannot_start "'$compose $up' exited $up_status" "$(cat "$up_log")"
+    fi
     say "waiting for http://localhost:$GATEWAY_PORT/readyz"
     if ! wait_ready "http://127.0.0.1:$GATEWAY_PORT/readyz" 600; then
         say "not ready after 600 s: see $compose logs" >&2
