@@ -6,7 +6,7 @@ and in serving. Fitting imports scikit-learn lazily; scoring needs only numpy an
 boosting libraries.
 """
 
-from modeling.learners.base import Learner
+from modeling.learners.base import Learner, NotFittedError
 from modeling.learners.catboost_learner import CatBoostLearner
 from modeling.learners.lightgbm_learner import LightGBMLearner
 from modeling.learners.logistic import LogisticLearner
@@ -16,4 +16,11 @@ LEARNERS: dict[str, type[Learner]] = {
 }
 """Base learners by name, in the order their predictions feed the meta-learner."""
 
-__all__ = ["LEARNERS", "CatBoostLearner", "Learner", "LightGBMLearner", "LogisticLearner"]
+__all__ = [
+    "LEARNERS",
+    "CatBoostLearner",
+    "Learner",
+    "LightGBMLearner",
+    "LogisticLearner",
+    "NotFittedError",
+]

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,6 +15,11 @@ from modeling.schema import ALL_COLUMNS, CATEGORY_INDEX, COLUMNS
 
 Validation = tuple[NDArray[np.float64], NDArray[np.int_]]
 """Rows held out of a fit for early stopping: (features, 0/1 target)."""
+Model = TypeVar("Model")
+
+
+class NotFittedError(RuntimeError):
+    """A learner asked to score or save before it was fitted or loaded."""
 
 
 def sigmoid(logit: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -72,6 +77,12 @@ class Learner(ABC):
     def column_names(self) -> list[str]:
         """Schema names of :attr:`columns` (stored in native model files)."""
         return [COLUMNS[c] for c in self.columns]
+
+    def fitted(self, model: Model | None) -> Model:
+        """``model``, the learner's fitted state; raises :class:`NotFittedError` when unset."""
+        if model is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
+        return model
 
     def accelerate(self) -> None:  # noqa: B027 - a hook: most learners have nothing to do
         """Start making scoring faster where the learner can (the server calls it once).

@@ -80,10 +80,8 @@ class CatBoostLearner(Learner):
 
     @property
     def model(self) -> CatBoostClassifier:
-        """The fitted model (raises when the learner was not fitted)."""
-        if self._model is None:
-            raise RuntimeError("CatBoostLearner is not fitted")
-        return self._model
+        """The fitted model."""
+        return self.fitted(self._model)
 
     def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """Log-odds on one thread (online batches are small; replicas give parallelism)."""

@@ -76,10 +76,8 @@ class LightGBMLearner(Learner):
 
     @property
     def booster(self) -> lgb.Booster:
-        """The fitted booster (raises when the learner was not fitted)."""
-        if self._booster is None:
-            raise RuntimeError("LightGBMLearner is not fitted")
-        return self._booster
+        """The fitted booster."""
+        return self.fitted(self._booster)
 
     def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """Log-odds (LightGBM's raw score); one thread, fastest for small online batches.

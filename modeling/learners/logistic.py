@@ -166,10 +166,8 @@ class LogisticLearner(Learner):
 
     @property
     def design(self) -> _Design:
-        """The fitted expansion (raises when the learner was not fitted)."""
-        if self._design is None:
-            raise RuntimeError("LogisticLearner is not fitted")
-        return self._design
+        """The fitted expansion."""
+        return self.fitted(self._design)
 
     def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         """Log-odds of y = 1, without building the design matrix.

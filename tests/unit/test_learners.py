@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from modeling.cleaning import clean
-from modeling.learners import LEARNERS
+from modeling.learners import LEARNERS, NotFittedError
 from modeling.learners.meta import MetaLearner
 from modeling.training.crossval import candidates
 from modeling.training.params import load_params
@@ -56,9 +56,12 @@ def test_is_pickle_catches_every_pickle_protocol(protocol):
 
 
 @pytest.mark.parametrize("name", list(LEARNERS))
-def test_unfitted_learner_refuses_to_predict(name, data):
-    with pytest.raises(RuntimeError, match="not fitted"):
-        LEARNERS[name]().predict_proba(data[0][:2])
+def test_unfitted_learner_refuses_to_predict_and_to_save(name, data, tmp_path):
+    learner = LEARNERS[name]()
+    with pytest.raises(NotFittedError, match=f"^{type(learner).__name__} is not fitted$"):
+        learner.predict_proba(data[0][:2])
+    with pytest.raises(NotFittedError):
+        learner.save(tmp_path)
 
 
 def test_learners_tolerate_all_missing_rows(data):
