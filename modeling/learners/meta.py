@@ -16,8 +16,9 @@ class MetaLearner:
     Working on log-odds keeps the combination close to a weighted average of them,
     which is what well-calibrated boosted models agree on, and keeps the stack's own
     logit an exact sum: ``intercept + logits @ coef``, so an explanation of each base
-    logit is one of the stack's. ``C`` is kept large because there are only ``k``
-    weights to learn from many rows.
+    logit is one of the stack's. ``c`` (scikit-learn's ``C``, 1 by default) regularises
+    only mildly: there are ``k`` weights to learn from many rows. Cross-validation fits
+    this same class per fold (``modeling.training.crossval.MetaEstimator``).
     """
 
     filename = "meta.json"

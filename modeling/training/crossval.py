@@ -6,11 +6,11 @@ choices), the rest is fitted. Among a learner's capacity options, the one cheape
 score whose AUC on that share is within ``capacity_rule.standard_errors`` standard
 errors of the best is taken (Breiman's one-standard-error rule with the serving cost
 of :func:`scoring_work`, see :func:`one_standard_error`).
-The fold's held-out rows are only ever predicted, so
-their labels cannot reach their own out-of-fold predictions. The stack's
-meta-learner is itself cross-validated over the pooled out-of-fold predictions on the
-same folds. ``train`` then refits every learner on all rows with the capacity the
-folds chose (see :func:`refit_params`).
+The fold's held-out rows are only ever predicted, so their labels cannot reach their own
+out-of-fold predictions. The stack's meta-learner, the very
+:class:`~modeling.learners.meta.MetaLearner` the bundle ships, is itself cross-validated
+over the pooled out-of-fold predictions on the same folds. ``train`` then refits every
+learner on all rows with the capacity the folds chose (see :func:`refit_params`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from modeling.learners import (
     LEARNERS,
@@ -32,6 +33,8 @@ from modeling.learners import (
     LightGBMLearner,
     LogisticLearner,
 )
+from modeling.learners.base import sigmoid
+from modeling.learners.meta import MetaLearner
 from modeling.schema import ALL_COLUMNS
 from modeling.training.evaluation import auc, auc_standard_error
 from modeling.training.selection import own_columns, select_columns
@@ -246,25 +249,50 @@ def out_of_fold(
             result.capacity[name].append(chosen)
             result.learner_columns[name].append(learner.columns)
             progress(f"{name}: fold {k + 1}/{n_folds} {chosen}, {len(learner.columns)} columns")
-    result.stack = stack_out_of_fold(base, target, folds)
+    result.stack = stack_out_of_fold(base, target, folds, names)
     return result
 
 
+class MetaEstimator(ClassifierMixin, BaseEstimator):
+    """:class:`MetaLearner` as a scikit-learn estimator, for ``cross_val_predict``.
+
+    The serving code cannot import scikit-learn, so :class:`MetaLearner` does not
+    inherit its estimator classes; this adapter fits one per fold, so the out-of-fold
+    stack is scored by the class the bundle ships.
+    """
+
+    def __init__(self, names: Sequence[str] = (), c: float = 1.0) -> None:
+        self.names = names
+        self.c = c
+
+    def fit(self, base_logits: NDArray[np.float64], target: NDArray[np.int_]) -> Self:
+        """Fit a :class:`MetaLearner` on the base learners' logits."""
+        self.meta_ = MetaLearner(list(self.names), self.c).fit(base_logits, target)
+        self.classes_ = np.unique(target)
+        return self
+
+    def decision_function(self, base_logits: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The stack's log-odds."""
+        return self.meta_.decision_function(base_logits)
+
+    def predict(self, base_logits: NDArray[np.float64]) -> NDArray[np.int_]:
+        """Class 1 where the stack's log-odds are positive."""
+        return np.asarray(self.classes_[(self.decision_function(base_logits) >= 0).astype(int)])
+
+
 def stack_out_of_fold(
-    base: NDArray[np.float64], target: NDArray[np.int_], folds: NDArray[np.intp]
+    base: NDArray[np.float64],
+    target: NDArray[np.int_],
+    folds: NDArray[np.intp],
+    names: Sequence[str],
 ) -> NDArray[np.float64]:
-    """The meta-learner's own out-of-fold predictions over ``base``, on the same folds."""
-    from sklearn.linear_model import LogisticRegression
+    """The meta-learner's own out-of-fold P(y = 1) over ``base``, on the same folds."""
     from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
-    predicted = cross_val_predict(
-        LogisticRegression(max_iter=1000),
-        base,
-        target,
-        cv=PredefinedSplit(folds),
-        method="predict_proba",
+    logits = cross_val_predict(
+        MetaEstimator(names), base, target, cv=PredefinedSplit(folds), method="decision_function"
     )
-    return np.asarray(predicted[:, 1], dtype=np.float64)
+    return sigmoid(np.asarray(logits, dtype=np.float64))
 
 
 def refit_params(params: Params, oof: OutOfFold) -> dict[str, Any]:

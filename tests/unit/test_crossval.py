@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from modeling.learners import LEARNERS, Learner
+from modeling.learners.meta import MetaLearner
 from modeling.training import crossval
 from modeling.training.crossval import (
     OutOfFold,
@@ -171,3 +172,19 @@ def test_own_selection_keeps_the_logistic_learners_signal_and_drops_some_noise()
 
 def test_majority_columns_are_those_most_folds_kept():
     assert majority_columns([(1, 2, 3), (1, 2), (1, 4), (1, 2, 5)]) == (1, 2)
+
+
+def test_the_out_of_fold_stack_is_the_shipped_meta_learner_fitted_on_the_other_folds():
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(300, 3))
+    target = (base @ [1.5, -0.5, 0.0] + rng.normal(size=300) > 0).astype(int)
+    folds = np.arange(300) % 4
+
+    stack = crossval.stack_out_of_fold(base, target, folds, ["a", "b", "c"])
+
+    for k in range(4):
+        held_out = folds == k
+        meta = MetaLearner(["a", "b", "c"]).fit(base[~held_out], target[~held_out])
+        expected = 1 / (1 + np.exp(-meta.decision_function(base[held_out])))
+        np.testing.assert_allclose(stack[held_out], expected, rtol=0, atol=1e-12)
+    assert 0.0 < stack.min() < stack.max() < 1.0  # probabilities, not logits
