@@ -8,7 +8,10 @@ value a string, missing as ``""``), and serialised once before timing. Measured:
    thread (calls/s, errors, p50, p99), with the inference server's mean requests per
    model call (dynamic batching) when its metrics URL answers;
 3. one call with every row (median of 3);
-4. the in-process model time for the same rows (the floor), when ``--bundle`` exists.
+4. the in-process model time for the same rows (the floor), when ``--bundle`` exists;
+
+and, for runs 1 to 3, the CPU per call of every process of the stack (nginx, gateway,
+inference server) and of the load generator itself (:mod:`bench.cpu`).
 
 ``--slow-clients`` and ``--memory`` run the edge modes of :mod:`bench.edge` instead.
 
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import http_load, machine
+from bench import cpu, http_load, machine
 from bench.http_load import Sample, Target, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,20 +135,35 @@ def model_floor(bundle: Path, rows: list[dict[str, str]]) -> dict[str, Any] | No
     }
 
 
-def measure(url: str, rows: list[dict[str, str]], args: argparse.Namespace) -> dict[str, Any]:
-    """Single-row latency, concurrent throughput and one whole-file call against ``url``."""
+def measure(
+    url: str, rows: list[dict[str, str]], args: argparse.Namespace, inference_port: int | None
+) -> dict[str, Any]:
+    """Single-row latency, concurrent throughput and one whole-file call, each with its CPU.
+
+    The CPU per call is that of the processes behind ``url`` and ``inference_port``.
+    """
     target = Target.parse(url)
+    processes = cpu.StackProcesses.find(target.port, inference_port)
+    print(f"{url} processes: {processes.roles}")
     bodies = [json.dumps(row).encode() for row in rows]
-    single = summary(http_load.sequential(target, bodies, args.single_calls, warmup=100))
+    warmup = 100
+    started = processes.snapshot()
+    single = summary(http_load.sequential(target, bodies, args.single_calls, warmup=warmup))
+    single["cpu"] = cpu.per_call(started, processes.snapshot(), args.single_calls + warmup)
     print(f"{url} single c=1: p50 {ms(single['p50'])} ms, p99 {ms(single['p99'])} ms")
     before = scrape(args.inference_metrics, url.rstrip("/") + "/metrics")
+    started = processes.snapshot()
     samples, wall = http_load.concurrent(target, bodies, args.concurrency)
+    spent = processes.snapshot()
     after = scrape(args.inference_metrics, url.rstrip("/") + "/metrics")
     busy = summary(samples)
     busy["rate"] = len(samples) / wall
+    busy["cpu"] = cpu.per_call(started, spent, len(samples))
     print(f"{url} single c={args.concurrency}: {busy['rate']:.0f} calls/s, {busy['errors']} errors")
     batch_body = json.dumps(rows).encode()
+    started = processes.snapshot()
     batch = http_load.batch_calls(target, batch_body, 3, len(rows))
+    batch_cpu = cpu.per_call(started, processes.snapshot(), len(batch))
     batch_median = statistics.median(s.seconds for s in batch)
     print(f"{url} one {len(rows)}-row call: median {ms(batch_median)} ms")
     answer = json.loads(http_load.Session(target, timeout=120).post("/predict", batch_body)[1])
@@ -153,6 +171,7 @@ def measure(url: str, rows: list[dict[str, str]], args: argparse.Namespace) -> d
         "single": single,
         "busy": busy,
         "batch": batch_median,
+        "batch_cpu": batch_cpu,
         "batch_errors": sum(1 for s in batch if s.status != 200),
         "batch_mb": len(batch_body) / 1e6,
         "coalesced": (
@@ -166,8 +185,8 @@ def measure(url: str, rows: list[dict[str, str]], args: argparse.Namespace) -> d
 def run(args: argparse.Namespace) -> str:
     rows = read_rows(args.rows)
     print(f"bench: {len(rows)} rows from {args.rows}; target {args.url}")
-    stack = measure(args.url, rows, args)
-    naive = measure(args.naive_url, rows, args) if args.naive_url else None
+    stack = measure(args.url, rows, args, args.inference_port)
+    naive = measure(args.naive_url, rows, args, None) if args.naive_url else None
     try:
         floor = model_floor(args.bundle, rows)
     except Exception as error:  # the HTTP figures are still worth writing
@@ -259,6 +278,7 @@ def report(
             f"| in-process model, {n} rows (median of 5; the floor) | **{ms(floor['all'])} ms** "
             f"| {GOALS['all']} | | |",
         ]
+    lines += ["", *cpu_table(args.concurrency, n, stack, naive)]
     gateway_merge, server_merge = stack["coalesced"]
     lines.append("")
     if gateway_merge is not None:
@@ -281,6 +301,43 @@ def report(
                 f"largest difference {delta:.1e}."
             )
     return "\n".join(lines) + "\n"
+
+
+CPU_GOALS = {"single": "≤ 2.0 ms", "busy": "≤ 1.0 ms"}
+"""Issue 16's goals for the stack's CPU per single-row call, summed over its processes."""
+
+
+def cpu_table(
+    concurrency: int, n: int, stack: dict[str, Any], naive: dict[str, Any] | None
+) -> list[str]:
+    """CPU per call of each process in each run, in ms (from /proc, user + system)."""
+    roles = ["nginx", "gateway", "inference"]
+    runs = [
+        ("single-row calls, c=1", "single", lambda m: m["single"]["cpu"]),
+        (f"single-row calls, c={concurrency}", "busy", lambda m: m["busy"]["cpu"]),
+        (f"one {n}-row call", "batch", lambda m: m["batch_cpu"]),
+    ]
+    lines = [
+        "CPU per call in ms, each process of the stack (user + system from `/proc/PID/stat`, "
+        "all threads), and the load generator's own as the machine's yardstick:",
+        "",
+        "| run | server | " + " | ".join(roles) + " | **stack** | goal | load generator |",
+        "|---|---|" + "---|" * (len(roles) + 3),
+    ]
+    for label, key, of in runs:
+        for name, measured in (("this stack", stack), ("naive", naive)):
+            if measured is None:
+                continue
+            spent = of(measured)
+            cells = [ms(spent[role]) if role in spent else "" for role in roles]
+            if name == "naive":  # one process: Flask's server and the model together
+                cells = ["", "", ""]
+            goal = CPU_GOALS.get(key, "") if name == "this stack" else ""
+            lines.append(
+                f"| {label} | {name} | " + " | ".join(cells) + f" | **{ms(spent['stack'])}** "
+                f"| {goal} | {ms(spent[cpu.LOAD_GENERATOR])} |"
+            )
+    return lines
 
 
 def soak(args: argparse.Namespace) -> str:

@@ -60,18 +60,23 @@ def listening_pids(port: int) -> list[int]:
     return sorted(pids)
 
 
+def command_line(pid: int) -> str:
+    """The command line of process ``pid``, words joined by spaces (empty when gone)."""
+    try:
+        return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def pids_matching(text: str) -> list[int]:
     """Processes whose command line contains ``text``."""
-    pids = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                pids.append(int(entry.name))
-    return sorted(pids)
+    return sorted(
+        int(entry.name)
+        for entry in PROC.iterdir()
+        if entry.name.isdigit()
+        and int(entry.name) != os.getpid()
+        and text in command_line(int(entry.name))
+    )
 
 
 def rss_mib(pids: list[int]) -> float:
