@@ -64,17 +64,22 @@ sample_curl() {
         "$GATEWAY_PORT" "$SAMPLE"
 }
 
-# What an engine prints when no image registry answers (DNS, refused, timed out, no route).
-NO_REGISTRY='no such host|pinging container registry|dial tcp|connection refused|i/o timeout|TLS handshake timeout|network is unreachable|temporary failure in name resolution'
+# What an engine prints when no image registry answers (a base image cannot be pulled),
+# and what a build prints when it cannot reach a package archive (PyPI, Debian's).
+NO_REGISTRY='pinging container registry|initializing source docker://|pull access denied|manifest unknown|failed to resolve reference'
+NO_ARCHIVE='temporary failure in name resolution|failed to establish a new connection|unable to connect to|could not resolve|read timed out'
 # What podman prints per container on a machine without systemd: harmless (see below).
 SYSTEMD_NOISE='unable to get systemd connection to (add|start|remove) healthchecks'
 
 # cannot_start WHAT OUTPUT: the closing paragraph when the containers cannot be built or
-# started (what failed, whether a registry was the cause, the two commands that work
-# instead), then exit 1. OUTPUT is what the engine printed.
+# started (what failed, its cause where it is a registry or a package archive out of
+# reach, the two commands that work instead), then exit 1. OUTPUT is what the engine said.
 cannot_start() {
-    local registry_error bases
+    local registry_error archive_error errors bases
     registry_error="$(grep -iE "$NO_REGISTRY" <<<"$2" | tail -n 1 || true)"
+    archive_error="$(grep -iE "$NO_ARCHIVE" <<<"$2" | tail -n 1 || true)"
+    errors="$(grep -E '^(Error|E:|ERROR:)' <<<"$2" | grep -vE "$SYSTEMD_NOISE|^ERROR:podman_compose" \
+        | tail -n 3 || true)"
     bases="$("$engine" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null \
         | grep -i python | grep -v '<none>' | head -n 1 || true)"
     {
@@ -84,9 +89,15 @@ cannot_start() {
             say "No image registry answered, so the base image ${base_image} cannot be pulled:"
             printf '  %s\n' "${registry_error:0:300}"
         else
-            say "What the engine said last:"
-            grep -iE 'error' <<<"$2" | grep -vE "$SYSTEMD_NOISE" | tail -n 3 | cut -c1-300 \
-                | sed 's/^/  /' || true
+            if [ -n "$archive_error" ]; then
+                say "The build could not reach a package archive (PyPI or Debian's); often passing, so"
+                say "the same command again may work. The network said:"
+                printf '  %s\n' "${archive_error:0:300}"
+            fi
+            if [ -n "$errors" ]; then
+                say "What the engine said last:"
+                cut -c1-300 <<<"$errors" | sed 's/^/  /'
+            fi
         fi
         say "Either of these works instead:"
         if [ -n "$bases" ]; then

@@ -130,6 +130,33 @@ def test_failed_build_ends_with_what_failed_and_hides_systemd_noise(checkout: Pa
     assert "./run_api.sh --local" in paragraph
 
 
+def test_a_build_that_cannot_reach_a_package_archive_says_so_not_the_registry(
+    checkout: Path,
+) -> None:
+    # as seen here: the base image is local, but apt and pip inside the build lose the network
+    pip = (
+        "  WARNING: Retrying (Retry(total=2)) after connection broken by 'NewConnectionError("
+        "Failed to establish a new connection: [Errno -3] Temporary failure in name resolution')"
+    )
+    apt = "E: Version '1.22.1-9+deb12u11' for 'nginx' was not found"
+    step = 'Error: building at STEP "RUN apt-get update && apt-get install nginx": exit status 100'
+    code, output, _ = run_api(
+        checkout,
+        BASE_IMAGE=LOCAL_BASE,
+        COMPOSE_OUTPUT="\n".join([pip, apt, step, "ERROR:podman_compose:Build command failed"]),
+        COMPOSE_STATUS="100",
+    )
+
+    assert code == 1
+    paragraph = output[output.index("the containers cannot start") :]
+    assert "No image registry answered" not in paragraph  # the base image was here
+    assert "could not reach a package archive" in paragraph
+    assert "Temporary failure in name resolution" in paragraph
+    assert apt in paragraph
+    assert step in paragraph
+    assert "podman_compose" not in paragraph  # its summary lines say nothing new
+
+
 class _Ready(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(200)
