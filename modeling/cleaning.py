@@ -220,9 +220,3 @@ def _float_columns(columns: Mapping[str, Any], n_rows: int) -> list[int]:
         and values.dtype.kind == "f"
         and values.shape == (n_rows,)
     ]
-
-
-def clean_records(records: Sequence[Mapping[str, Any]]) -> CleanBatch:
-    """Clean a list of row dictionaries (e.g. parsed JSON objects)."""
-    columns = {c: [record.get(c) for record in records] for c in COLUMNS}
-    return clean(columns, len(records))

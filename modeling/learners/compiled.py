@@ -1,9 +1,9 @@
 """LightGBM's trees compiled to native code (lleaves), swapped in once proven equal.
 
 The booster walks its trees node by node; lleaves compiles the same model text with
-LLVM into one native function per model (measured on a 60-tree model: 5.7x faster for
-10,000 rows, 3.4x for one). Compiling takes seconds for hundreds of trees, so it runs
-in a background thread while the booster keeps answering; the compiled model is used
+LLVM into one native function per model, several times faster (docs/performance.md).
+Compiling takes seconds for hundreds of trees, so it runs in a background thread while
+the booster keeps answering; the compiled model is used
 only after it gave the booster's probabilities to within :data:`TOLERANCE` on probe
 rows. On any failure (no lleaves, a model it cannot compile, a mismatch) the booster
 stays, and the reason is logged. Nothing compiled is ever written to disk: the bundle
@@ -44,6 +44,7 @@ class CompiledTrees:
         self._booster_model = booster
         self._compiled: Scorer | None = None
         self.state = "compiling"
+        """``compiling``, then ``compiled`` or why not (once the compiled model answers)."""
         self._thread = threading.Thread(
             target=self._compile, args=(model_file,), name="compile-trees", daemon=True
         )
@@ -58,11 +59,6 @@ class CompiledTrees:
         return np.asarray(
             self._booster_model.predict(features, raw_score=True, num_threads=1), dtype=np.float64
         )
-
-    def wait(self, timeout: float | None = None) -> str:
-        """Wait for the compilation to end; return the state (``compiled`` or why not)."""
-        self._thread.join(timeout)
-        return self.state
 
     def _compile(self, model_file: Path) -> None:
         started = time.perf_counter()

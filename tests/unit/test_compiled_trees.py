@@ -11,6 +11,13 @@ import numpy as np
 import pytest
 
 from modeling.learners.compiled import TOLERANCE, CompiledTrees, probe_rows
+from tests.integration.conftest import wait_until
+
+
+def settled(trees: CompiledTrees, timeout: float) -> str:
+    """The state of ``trees`` once its background compilation has ended."""
+    wait_until(lambda: trees.state != "compiling", timeout, "the trees' compilation to end")
+    return trees.state
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +45,7 @@ def test_compiled_trees_equal_the_booster_on_thousands_of_rows(model_file: Path)
     trees = CompiledTrees(model_file, booster)
     rows = np.vstack([probe_rows(booster, seed=seed) for seed in (11, 12, 13)])  # 6,144 rows
     native = booster.predict(rows, raw_score=True, num_threads=1)
-    assert trees.wait(120) == "compiled"
+    assert settled(trees, 120) == "compiled"
     compiled = trees(rows)
     assert np.max(np.abs(compiled - native)) <= TOLERANCE
     assert trees(rows[:1]).shape == (1,)
@@ -55,7 +62,7 @@ def test_without_lleaves_the_booster_answers(model_file: Path, monkeypatch: Any)
     monkeypatch.setattr(builtins, "__import__", no_lleaves)
     booster = lgb.Booster(model_file=str(model_file))
     trees = CompiledTrees(model_file, booster)
-    assert trees.wait(30).startswith("not compiled (ImportError")
+    assert settled(trees, 30).startswith("not compiled (ImportError")
     rows = probe_rows(booster, seed=5)
     np.testing.assert_array_equal(trees(rows), booster.predict(rows, raw_score=True, num_threads=1))
 
@@ -69,7 +76,7 @@ def test_a_compilation_that_disagrees_is_not_used(model_file: Path, tmp_path: Pa
         num_boost_round=5,
     ).save_model(str(other))
     trees = CompiledTrees(other, booster)
-    assert trees.wait(60).startswith("not compiled (differs from the booster by")
+    assert settled(trees, 60).startswith("not compiled (differs from the booster by")
     rows = probe_rows(booster, seed=6)
     np.testing.assert_array_equal(trees(rows), booster.predict(rows, raw_score=True, num_threads=1))
 
@@ -85,7 +92,7 @@ def test_an_accelerated_predictor_answers_as_before(quick_bundle: Path) -> None:
     during = predictor.predict(table, 3000).probability  # the booster, or already compiled
     learner = predictor.stack.learners["lightgbm"]
     assert learner._compiled is not None
-    assert learner._compiled.wait(120) == "compiled"
+    assert settled(learner._compiled, 120) == "compiled"
     after = predictor.predict(table, 3000).probability
     assert np.max(np.abs(during - before)) <= TOLERANCE
     assert np.max(np.abs(after - before)) <= TOLERANCE
