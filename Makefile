@@ -35,9 +35,10 @@ proto: setup ## regenerate the gRPC stubs from proto/inference.proto
 proto-check: setup ## fail when the committed stubs differ from the .proto
 	$(PY) -m proto.generate --check
 
-lint: setup proto-check ## ruff (style, docstrings, bugs), bandit (security), stubs up to date
+lint: setup proto-check ## ruff (style, docstrings, bugs), bandit (security), layers, stubs up to date
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m bandit -q -c pyproject.toml -r modeling inference gateway
 
 typecheck: setup ## mypy over the packages
