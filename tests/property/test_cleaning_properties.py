@@ -6,8 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeling.cleaning import MAX_ABS_VALUE, clean, clean_records, normalise_category
+from modeling.cleaning import MAX_ABS_VALUE, clean, normalise_category
 from modeling.schema import COLUMNS, VOCABULARIES
+from tests.records import clean_records
 
 raw_values = st.one_of(
     st.none(),

@@ -5,12 +5,7 @@ import pytest
 
 from modeling.cleaning import clean, normalise_category, parse_money, parse_percent
 from modeling.schema import COLUMNS, VOCABULARIES
-
-
-def clean_records(records):
-    """Clean row dictionaries as parsed JSON objects come (absent keys are missing)."""
-    columns = {c: [record.get(c) for record in records] for c in COLUMNS}
-    return clean(columns, len(records))
+from tests.records import clean_records
 
 
 @pytest.mark.parametrize(
