@@ -188,3 +188,7 @@ def test_the_out_of_fold_stack_is_the_shipped_meta_learner_fitted_on_the_other_f
         expected = 1 / (1 + np.exp(-meta.decision_function(base[held_out])))
         np.testing.assert_allclose(stack[held_out], expected, rtol=0, atol=1e-12)
     assert 0.0 < stack.min() < stack.max() < 1.0  # probabilities, not logits
+    adapter = crossval.MetaEstimator(["a", "b", "c"]).fit(base, target)
+    np.testing.assert_array_equal(
+        adapter.predict(base), (adapter.decision_function(base) >= 0).astype(int)
+    )
