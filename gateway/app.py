@@ -21,7 +21,7 @@ from flask import Flask, Response, g, request
 from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
-from gateway import memory, metrics
+from gateway import auth, memory, metrics
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
@@ -63,10 +63,16 @@ def create_app(config: Config | None = None) -> Flask:
     )
     openapi_body = orjson.dumps(OPENAPI)
     budget = memory.Budget(config.memory_budget_bytes, config.retry_after_s)
+    keys = auth.KeyRing.load(config.api_keys_file) if config.api_keys_file else None
 
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+        if keys is not None:  # before the body is read, like the 415
+            reason = auth.refusal(keys, request.path, request.headers.get, config.metrics_open)
+            if reason is not None:
+                metrics.count_auth_rejected(reason)
+                raise auth.unauthorized(reason)
 
     @app.after_request
     def _observe(response: Response) -> Response:
