@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from gateway.client import InferenceClient
 from gateway.config import Config
 from gateway.convert import Batch, columns_to_batch
-from gateway.errors import ApiError, bad_request, detail
+from gateway.errors import ApiError, bad_request, detail, preview
 from gateway.wire import ModelSchema
 from proto.codec import (
     BASE_LOGIT,
@@ -260,9 +260,9 @@ def _tensor(item: Any, raw: memoryview, offset: int) -> tuple[Tensor, int]:
 
 def _output_name(item: Any) -> str:
     name = item.get("name") if isinstance(item, dict) else None
-    if name not in OUTPUT_DATATYPES:
+    if not isinstance(name, str) or name not in OUTPUT_DATATYPES:
         raise bad_request(
-            f"unknown output {name!r}; the model answers {', '.join(OUTPUT_DATATYPES)}"
+            f"unknown output {preview(name)!r}; the model answers {', '.join(OUTPUT_DATATYPES)}"
         )
     return str(name)
 
@@ -286,7 +286,7 @@ def _values(tensor: Tensor, declared: str, n_rows: int) -> Sequence[Any]:
     if isinstance(tensor.data, bytes):
         return _binary_values(tensor.name, tensor.datatype, tensor.data, n_rows)
     data: list[Any] = list(tensor.data)
-    if data and all(isinstance(v, list) and len(v) == 1 for v in data):
+    if len(tensor.shape) == 2 and all(isinstance(v, list) and len(v) == 1 for v in data):
         data = [v[0] for v in data]  # [N, 1] sent nested
     if len(data) != n_rows:
         raise bad_request(f"input {tensor.name!r}: {len(data)} values for {n_rows} rows")
