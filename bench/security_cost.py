@@ -3,12 +3,15 @@
 Starts its own processes on free loopback ports (never the usual 5001/8001/8002):
 
 1. TLS: one inference server per mode (plaintext, TLS, mutual TLS, certificates from a
-   throwaway CA, :mod:`bench.pki`) and the gateway's own :class:`InferenceClient`
-   calling ModelInfer over one kept-alive channel, for 1 row and for 100 rows (p50, p99),
-   plus the first call of a fresh channel (connection and handshake included);
-2. keys: a gateway (nginx + gunicorn) with keys off, then on, in front of one plaintext
-   server, single-row ``/predict`` calls at concurrency 1 on one keep-alive connection,
-   and the in-process check alone (hashing and comparing one key against 10 hashes).
+   throwaway CA, :mod:`bench.pki`), each called by the gateway's own
+   :class:`InferenceClient` over one kept-alive channel, for 1 row and for 100 rows (p50,
+   p99), plus the first call of a fresh channel (connection and handshake included);
+2. keys: two gateways (nginx + gunicorn), keys off and on, in front of one plaintext
+   server, single-row ``/predict`` calls at concurrency 1 on one keep-alive connection
+   each, and the in-process check alone (hashing one key, comparing it with 10 hashes).
+
+The modes run side by side and take turns call by call, so a change in the machine's
+load hits them all alike.
 
     python -m bench.security_cost --bundle models/current --rows data/exercise_06_test.csv
 
@@ -28,9 +31,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
@@ -43,6 +46,7 @@ from bench.pki import Pki, write_pki
 from gateway.auth import KeyRing, presented_key
 from gateway.client import InferenceClient
 from gateway.config import Config
+from gateway.convert import rows_to_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key-" + "0" * 54
@@ -146,6 +150,21 @@ def time_calls(call: Callable[[], object], calls: int) -> list[float]:
     return out
 
 
+def interleaved(modes: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Each mode's call times, the modes taking turns (so drift in the machine hits all alike)."""
+    for call in modes.values():
+        for _ in range(min(50, rounds)):  # warm up
+            call()
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    order = list(modes)
+    for turn in range(rounds):
+        for name in order[turn % len(order) :] + order[: turn % len(order)]:
+            started = time.perf_counter()
+            modes[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
 def tls_modes(pki: Pki) -> dict[str, tuple[list[str], dict[str, str]]]:
     server = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
     ca = {"inference_ca": str(pki.ca), "inference_server_name": "localhost"}
@@ -157,10 +176,8 @@ def tls_modes(pki: Pki) -> dict[str, tuple[list[str], dict[str, str]]]:
     }
 
 
-def measure_channel(
-    config: Config, rows: list[dict[str, str]], calls: int
-) -> tuple[float, list[float], list[float]]:
-    """Median first call of a fresh channel (s), then 1-row and 100-row ModelInfer times."""
+def first_call_s(config: Config) -> float:
+    """Median time of a fresh channel's first call (connection and handshake included)."""
     first = []
     for _ in range(5):
         fresh = InferenceClient(config)
@@ -168,16 +185,7 @@ def measure_channel(
         fresh.schema()
         first.append(time.perf_counter() - started)
         fresh.close()
-    client = InferenceClient(config)
-    schema = client.schema()
-    one = schema.decoder().batch(json.dumps(rows[:1]).encode(), 1024)
-    hundred = schema.decoder().batch(json.dumps(rows[:100]).encode(), 1024)
-    assert one is not None
-    assert hundred is not None
-    single = time_calls(lambda: client.infer(schema, one, 1024), calls)
-    batch = time_calls(lambda: client.infer(schema, hundred, 1024), max(calls // 4, 1))
-    client.close()
-    return float(np.median(first)), single, batch
+    return float(np.median(first))
 
 
 def bench_tls(bundle: Path, rows: list[dict[str, str]], calls: int, work: Path) -> list[str]:
@@ -186,11 +194,26 @@ def bench_tls(bundle: Path, rows: list[dict[str, str]], calls: int, work: Path) 
         "| first call of a new channel ms |",
         "|---|---|---|---|",
     ]
-    for mode, (server_args, client_settings) in tls_modes(write_pki(work / "pki")).items():
-        with inference(bundle, server_args, work / f"inference-{mode}.log") as port:
-            config = Config(inference_target=f"127.0.0.1:{port}", **client_settings)  # type: ignore[arg-type]
-            first, single, batch = measure_channel(config, rows, calls)
-        lines.append(f"| {mode} | {stats(single)} | {stats(batch)} | {first * 1e3:.2f} |")
+    with ExitStack() as stack:
+        clients, first, singles, hundreds = {}, {}, {}, {}
+        for mode, (server_args, settings) in tls_modes(write_pki(work / "pki")).items():
+            log = work / f"inference-{mode}.log"
+            port = stack.enter_context(inference(bundle, server_args, log))
+            config = Config(inference_target=f"127.0.0.1:{port}", **settings)  # type: ignore[arg-type]
+            first[mode] = first_call_s(config)
+            client = clients[mode] = InferenceClient(config)
+            stack.callback(client.close)
+            schema = client.schema()
+            one = rows_to_batch(rows[:1], schema.inputs, missing=schema.missing_text)
+            many = rows_to_batch(rows[:100], schema.inputs, missing=schema.missing_text)
+            singles[mode] = partial(client.infer, schema, one, 1024)
+            hundreds[mode] = partial(client.infer, schema, many, 1024)
+        single = interleaved(singles, calls)
+        hundred = interleaved(hundreds, max(calls // 4, 1))
+    for mode in clients:
+        lines.append(
+            f"| {mode} | {stats(single[mode])} | {stats(hundred[mode])} | {first[mode] * 1e3:.2f} |"
+        )
     return lines
 
 
@@ -206,26 +229,31 @@ def bench_keys(bundle: Path, rows: list[dict[str, str]], calls: int, work: Path)
         "| gateway | single-row /predict p50 / p99 ms (c=1, keep-alive) |",
         "|---|---|",
     ]
-    with inference(bundle, [], work / "inference-keys.log") as port:
-        target = f"127.0.0.1:{port}"
+    with ExitStack() as stack:
+        port = stack.enter_context(inference(bundle, [], work / "inference-keys.log"))
+        calls_by_mode = {}
         for mode, settings, sent in (
             ("keys off", {}, {}),
             ("keys on (Bearer)", {"GATEWAY_API_KEYS_FILE": str(keys)}, headers),
         ):
-            with gateway(target, work / f"gateway-{mode}.log", **settings) as http_port:
-                connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
-                all_headers = {"Content-Type": "application/json", **sent}
-
-                def call(c: Any = connection, h: dict[str, str] = all_headers) -> None:
-                    c.request("POST", "/predict", body=body, headers=h)
-                    response = c.getresponse()
-                    response.read()
-                    assert response.status == 200, response.status
-
-                lines.append(f"| {mode} | {stats(time_calls(call, calls))} |")
-                connection.close()
+            log = work / f"gateway-{mode}.log"
+            http_port = stack.enter_context(gateway(f"127.0.0.1:{port}", log, **settings))
+            connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+            stack.callback(connection.close)
+            calls_by_mode[mode] = partial(
+                predict, connection, body, {"Content-Type": "application/json", **sent}
+            )
+        for mode, seconds in interleaved(calls_by_mode, calls).items():
+            lines.append(f"| {mode} | {stats(seconds)} |")
     lines.append(f"| the check alone (in process, 10 hashes) | {stats(check)} |")
     return lines
+
+
+def predict(connection: http.client.HTTPConnection, body: bytes, headers: dict[str, str]) -> None:
+    connection.request("POST", "/predict", body=body, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200, response.status
 
 
 def synthetic_rows(n: int) -> list[dict[str, str]]:
