@@ -21,7 +21,7 @@ from flask import Flask, Response, g, request
 from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
-from gateway import memory, metrics
+from gateway import auth, memory, metrics, oip_rest
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
@@ -30,6 +30,7 @@ from gateway.errors import ApiError, unavailable
 from gateway.explanations import explanation_rows, parse_top
 from gateway.openapi import OPENAPI
 from gateway.wire import ModelSchema
+from proto.codec import CLASS, PROBABILITY
 
 log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
@@ -63,10 +64,16 @@ def create_app(config: Config | None = None) -> Flask:
     )
     openapi_body = orjson.dumps(OPENAPI)
     budget = memory.Budget(config.memory_budget_bytes, config.retry_after_s)
+    keys = auth.KeyRing.load(config.api_keys_file) if config.api_keys_file else None
 
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+        if keys is not None:  # before the body is read, like the 415
+            reason = auth.refusal(keys, request.path, request.headers.get, config.metrics_open)
+            if reason is not None:
+                metrics.count_auth_rejected(reason)
+                raise auth.unauthorized(reason)
 
     @app.after_request
     def _observe(response: Response) -> Response:
@@ -130,14 +137,33 @@ def create_app(config: Config | None = None) -> Flask:
     def openapi() -> Response:
         return Response(openapi_body, mimetype=_JSON)
 
+    def oip_infer(name: str) -> Response:
+        return _admitted(
+            config,
+            budget,
+            lambda body, held: _oip_infer(client, coalescer, config, name, body, reservation=held),
+            accepts=oip_rest.accepts,
+            count=oip_rest.count_values,
+        )
+
+    oip_rest.register(app, client, oip_infer, OPENAPI["info"]["version"])
     return app
 
 
 def _admitted(
-    config: Config, budget: memory.Budget, handle: Callable[[bytes, memory.Reservation], Any]
+    config: Config,
+    budget: memory.Budget,
+    handle: Callable[[bytes, memory.Reservation], Any],
+    *,
+    accepts: Callable[[str], bool] = _is_json,
+    count: Callable[[bytes, Config], int] | None = None,
 ) -> Response:
-    """Check, bound and read a JSON body within the memory budget; answer ``handle``'s."""
-    if not _is_json(request.mimetype):
+    """Check, bound and read a body within the memory budget; answer ``handle``'s.
+
+    ``accepts`` says which content types are read; ``count`` bounds the values a body
+    may hold (:func:`_count_values`, the rows of ``/predict``, by default).
+    """
+    if not accepts(request.mimetype):
         raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
     declared = request.content_length
     if declared is not None and declared > config.max_body_bytes:
@@ -146,7 +172,7 @@ def _admitted(
         memory.BYTES_PER_BODY_BYTE * (declared or config.max_body_bytes)
     ) as reservation:
         body = _read_body(config.max_body_bytes)
-        values = _count_values(body, config)
+        values = (_count_values if count is None else count)(body, config)
         reservation.resize(memory.estimate(len(body), values))
         return _json(handle(body, reservation))
 
@@ -198,7 +224,9 @@ def _score(
 ) -> list[dict[str, Any]]:
     """Convert and score a body: ``[{"class": c, "probability": p}, ...]``."""
     probability, label = _with_schema(
-        client, body, lambda schema: _infer(client, coalescer, config, schema, body)
+        client,
+        lambda schema: _infer(client, coalescer, config, schema, _convert(config, schema, body)),
+        lambda: parse_body(body),
     )
     metrics.observe_rows(len(label))
     return [
@@ -214,37 +242,85 @@ def _explain(
     top: int | None,
     reservation: memory.Reservation,
 ) -> list[dict[str, Any]]:
-    """Convert and explain a body: each row's logit and its ``top`` contributions.
-
-    The answer's memory joins the request's reservation before anything is explained
-    (once: a retry with fresh metadata resizes to the same total, never adds again).
-    """
+    """Convert and explain a body: each row's logit and its ``top`` contributions."""
     held = reservation.size
 
     def explain(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]]]:
         batch = _convert(config, schema, body)
-        listed = len(schema.contribution_names) if top is None else top
-        answer = memory.BYTES_PER_CONTRIBUTION * batch.n_rows * max(listed, 1)
-        if answer > config.memory_budget_bytes:
-            raise ApiError(
-                413,
-                f"explaining {batch.n_rows} rows with {listed} contributions each needs more "
-                "memory than this gateway has; send fewer rows or a smaller top",
-            )
-        reservation.resize(held + answer)
-        chunk = config.explain_chunk_rows
-        return schema, client.explain(schema, batch, chunk, config.explain_deadline_s)
+        return schema, _explanation(
+            client, config, schema, batch, top=top, held=held, reservation=reservation
+        )
 
-    schema, outputs = _with_schema(client, body, explain)
+    schema, outputs = _with_schema(client, explain, lambda: parse_body(body))
     return explanation_rows(outputs, schema.contribution_names, schema.contribution_groups, top)
 
 
-def _with_schema(client: InferenceClient, body: bytes, run: Callable[[ModelSchema], T]) -> T:
-    """``run(schema)``, once more with fresh metadata if the model's inputs changed."""
+def _explanation(
+    client: InferenceClient,
+    config: Config,
+    schema: ModelSchema,
+    batch: Batch,
+    *,
+    top: int | None,
+    held: int,
+    reservation: memory.Reservation,
+) -> dict[str, NDArray[Any]]:
+    """Explain a batch, ``top`` contributions a row listed (None: all).
+
+    The answer's memory joins the request's reservation (``held`` before it) before
+    anything is explained (once: a retry with fresh metadata resizes to the same total).
+    """
+    listed = len(schema.contribution_names) if top is None else top
+    answer = memory.BYTES_PER_CONTRIBUTION * batch.n_rows * max(listed, 1)
+    if answer > config.memory_budget_bytes:
+        raise ApiError(
+            413,
+            f"explaining {batch.n_rows} rows with {listed} contributions each needs more "
+            "memory than this gateway has; send fewer rows or a smaller top",
+        )
+    reservation.resize(held + answer)
+    return client.explain(schema, batch, config.explain_chunk_rows, config.explain_deadline_s)
+
+
+def _oip_infer(
+    client: InferenceClient,
+    coalescer: Coalescer,
+    config: Config,
+    name: str,
+    body: bytes,
+    *,
+    reservation: memory.Reservation,
+) -> dict[str, Any]:
+    """Answer an OIP REST infer request: scores, or an explanation when it names one."""
+    infer = oip_rest.parse_infer(body, request.headers.get(oip_rest.HEADER_LENGTH))
+    held = reservation.size
+
+    def run(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]]]:
+        batch = infer.batch(oip_rest.served(schema, name), config)
+        if infer.explains:
+            return schema, _explanation(
+                client, config, schema, batch, top=None, held=held, reservation=reservation
+            )
+        probability, label = _infer(client, coalescer, config, schema, batch)
+        metrics.observe_rows(batch.n_rows)
+        return schema, {PROBABILITY: probability, CLASS: label}
+
+    schema, outputs = _with_schema(client, run, lambda: None)
+    return oip_rest.infer_response(schema, infer, outputs)
+
+
+def _with_schema(
+    client: InferenceClient, run: Callable[[ModelSchema], T], check: Callable[[], object]
+) -> T:
+    """``run(schema)``, once more with fresh metadata if the model's inputs changed.
+
+    ``check()`` validates the body when the metadata cannot be had: a malformed body is
+    the client's fault first, and its 400 wins over the 503.
+    """
     try:
         schema = client.schema()
     except ApiError:
-        parse_body(body)  # a malformed body is the client's fault first: its 400 wins
+        check()
         raise
     try:
         return run(schema)
@@ -263,10 +339,9 @@ def _infer(
     coalescer: Coalescer,
     config: Config,
     schema: ModelSchema,
-    body: bytes,
+    batch: Batch,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Score a body: small requests merged with concurrent ones, large ones in chunks."""
-    batch = _convert(config, schema, body)
+    """Score a batch: small requests merged with concurrent ones, large ones in chunks."""
     if batch.n_rows <= _COALESCE_MAX_ROWS:
         return coalescer.infer(schema, batch)
     return client.infer(schema, batch, config.chunk_rows)

@@ -5,8 +5,10 @@ workers; gRPC channels must not cross a fork), balances round-robin over every a
 the target resolves to (``dns:///inference:8001`` with several replicas), retries
 UNAVAILABLE once, keeps connections alive and reconnects quickly after an outage.
 The model's inputs come from ModelMetadata, fetched on first use and fetched again
-after any failed call. gRPC failures become :class:`~gateway.errors.ApiError`: 503 with
-``Retry-After`` when no server can take the call, 504 when the deadline passes.
+after any failed call. The channel is TLS when ``GATEWAY_INFERENCE_CA`` is set, presenting
+the gateway's own certificate when one is given (mutual TLS). gRPC failures become
+:class:`~gateway.errors.ApiError`: 503 with ``Retry-After`` when no server can take the
+call, 504 when the deadline passes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -103,12 +106,47 @@ class StaleSchemaError(Exception):
     """The server rejected a call made from the cached metadata (the model may have changed)."""
 
 
+class TlsConfigError(ValueError):
+    """The gateway's TLS settings are incomplete or name files that cannot be read."""
+
+
+def _read_pem(path: str, setting: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise TlsConfigError(f"{setting}={path}: {exc.strerror}") from None
+
+
+def tls_files(config: Config) -> tuple[bytes, bytes | None, bytes | None] | None:
+    """The CA, client key and client certificate (PEM) of a TLS channel, or None for plaintext.
+
+    Raises:
+        TlsConfigError: a client certificate without its key (or the reverse), either
+            without a CA, or a file that cannot be read.
+
+    """
+    ca, cert, key = config.inference_ca, config.inference_cert, config.inference_key
+    if bool(cert) != bool(key) or ((cert or key) and not ca):
+        raise TlsConfigError(
+            "mutual TLS needs GATEWAY_INFERENCE_CA, GATEWAY_INFERENCE_CERT and "
+            "GATEWAY_INFERENCE_KEY together"
+        )
+    if not ca:
+        return None
+    return (
+        _read_pem(ca, "GATEWAY_INFERENCE_CA"),
+        _read_pem(key, "GATEWAY_INFERENCE_KEY") if key else None,
+        _read_pem(cert, "GATEWAY_INFERENCE_CERT") if cert else None,
+    )
+
+
 class InferenceClient:
     """Thread-safe client of one inference service, used by every thread of a worker."""
 
     def __init__(self, config: Config) -> None:
-        """Remember the settings; nothing connects until first use."""
+        """Remember the settings and read the TLS files; nothing connects until first use."""
         self._config = config
+        self._tls = tls_files(config)
         self._lock = threading.Lock()
         self._pid = -1
         self._channel: grpc.Channel | None = None
@@ -121,9 +159,15 @@ class InferenceClient:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            channel = grpc.insecure_channel(
-                self._config.inference_target, options=list(CHANNEL_OPTIONS)
-            )
+            target, options = self._config.inference_target, list(CHANNEL_OPTIONS)
+            if self._tls is None:
+                channel = grpc.insecure_channel(target, options=options)
+            else:
+                if self._config.inference_server_name:
+                    name = self._config.inference_server_name
+                    options.append(("grpc.ssl_target_name_override", name))
+                credentials = grpc.ssl_channel_credentials(*self._tls)
+                channel = grpc.secure_channel(target, credentials, options=options)
             self._stub = pb_grpc.GRPCInferenceServiceStub(channel)
             # Requests are pre-serialized bytes (see gateway.wire): no request serializer.
             self._infer = channel.unary_unary(

@@ -39,6 +39,17 @@ class Config:
             request explains on one core of one replica at a time. Large chunks amortise
             CatBoost's SHAP preparation, which it redoes on every call for batches.
         explain_top: contributions listed per row when ``/explain`` is not told ``top``.
+        api_keys_file: file of the accepted API keys' SHA-256 hashes (:mod:`gateway.auth`);
+            empty lets anyone call. Every route but ``/healthz`` and ``/readyz`` then
+            needs a key.
+        metrics_open: whether ``/metrics`` answers without a key when keys are on.
+        inference_ca: PEM file of the CA that signed the inference servers' certificates;
+            set, the channel to them is TLS (plaintext otherwise).
+        inference_cert: PEM certificate the gateway presents to the inference servers
+            (mutual TLS; with ``inference_key``).
+        inference_key: PEM private key of ``inference_cert``.
+        inference_server_name: name the servers' certificates are checked against, when
+            it is not the target's host name.
 
     """
 
@@ -57,6 +68,12 @@ class Config:
     explain_deadline_s: float = 60.0
     explain_chunk_rows: int = 1024
     explain_top: int = 10
+    api_keys_file: str = ""
+    metrics_open: bool = True
+    inference_ca: str = ""
+    inference_cert: str = ""
+    inference_key: str = ""
+    inference_server_name: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -68,6 +85,9 @@ class Config:
             if text is None or text.strip() == "":
                 continue
             kind = type(getattr(cls, field.name))
+            if kind is bool:
+                values[field.name] = _switch(ENV[field.name], text)
+                continue
             try:
                 value = kind(text.strip())
             except ValueError as exc:
@@ -76,6 +96,14 @@ class Config:
                 raise ValueError(f"{ENV[field.name]}={text!r}: must be > 0")
             values[field.name] = value
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _switch(variable: str, text: str) -> bool:
+    """An on/off setting: 1/true/on/yes or 0/false/off/no."""
+    lowered = text.strip().lower()
+    if lowered not in ("1", "true", "on", "yes", "0", "false", "off", "no"):
+        raise ValueError(f"{variable}={text!r}: must be on or off")
+    return lowered in ("1", "true", "on", "yes")
 
 
 ENV: Mapping[str, str] = {
@@ -94,5 +122,11 @@ ENV: Mapping[str, str] = {
     "explain_deadline_s": "GATEWAY_EXPLAIN_DEADLINE_S",
     "explain_chunk_rows": "GATEWAY_EXPLAIN_CHUNK_ROWS",
     "explain_top": "GATEWAY_EXPLAIN_TOP",
+    "api_keys_file": "GATEWAY_API_KEYS_FILE",
+    "metrics_open": "GATEWAY_METRICS_OPEN",
+    "inference_ca": "GATEWAY_INFERENCE_CA",
+    "inference_cert": "GATEWAY_INFERENCE_CERT",
+    "inference_key": "GATEWAY_INFERENCE_KEY",
+    "inference_server_name": "GATEWAY_INFERENCE_SERVER_NAME",
 }
 """The environment variable behind each setting."""

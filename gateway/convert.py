@@ -115,6 +115,31 @@ def rows_to_batch(
     """
     names = [spec.name for spec in inputs]
     values = _read_rows(rows, names, max_errors)
+    return columns_to_batch(
+        values,
+        len(rows),
+        inputs,
+        max_text_chars=max_text_chars,
+        max_errors=max_errors,
+        missing=missing,
+    )
+
+
+def columns_to_batch(
+    values: Sequence[Sequence[Any]],
+    n_rows: int,
+    inputs: Sequence[InputSpec],
+    *,
+    max_text_chars: int = 1024,
+    max_errors: int = 100,
+    missing: frozenset[str] = DEFAULT_MISSING,
+) -> Batch:
+    """Convert one column of ``n_rows`` JSON values per input (in ``inputs``' order).
+
+    Raises:
+        ApiError: 400 naming every bad value, as :func:`rows_to_batch` does.
+
+    """
     columns: list[NDArray[np.float64] | list[bytes]] = []
     errors: list[tuple[int, int, dict[str, Any]]] = []
     n_bad = 0
@@ -133,7 +158,7 @@ def rows_to_batch(
         errors.sort(key=lambda error: (error[0], error[1]))
         details = [item for _, _, item in errors[:max_errors]]
         raise invalid_input("value", details, n_bad, max_errors)
-    return Batch(len(rows), tuple(columns))
+    return Batch(n_rows, tuple(columns))
 
 
 def _refuse_beyond_fp32(

@@ -128,6 +128,11 @@ INFERENCE_ERRORS = Counter(
     "Failed calls to the inference server, by HTTP status answered.",
     ["status"],
 )
+AUTH_REJECTED = Counter(
+    "gateway_auth_rejected",
+    "Requests refused with 401 for a missing or an invalid API key (never the key itself).",
+    ["reason"],
+)
 
 
 @_best_effort
@@ -154,6 +159,12 @@ def observe_coalesced(n_requests: int) -> None:
 def count_inference_error(status: int) -> None:
     """Count a failed call to the inference server by the status answered."""
     INFERENCE_ERRORS.labels(str(status)).inc()
+
+
+@_best_effort
+def count_auth_rejected(reason: str) -> None:
+    """Count a request refused for its API key (``missing`` or ``invalid``)."""
+    AUTH_REJECTED.labels(reason).inc()
 
 
 def render() -> tuple[bytes, str]:

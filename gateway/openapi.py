@@ -17,6 +17,7 @@ _EXAMPLE_ROW = {
 }
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_OBJECT = {"type": "object"}
 
 
 def _error_response(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -56,7 +57,12 @@ _ROWS_BODY: dict[str, Any] = {
         }
     },
 }
+_UNAUTHORIZED = _error_response(
+    "Missing or invalid API key (only when keys are on): send 'Authorization: Bearer <key>' "
+    "or 'X-API-Key: <key>'. Answered with WWW-Authenticate, before the body is read."
+)
 _ROWS_ERRORS: dict[str, Any] = {
+    "401": _UNAUTHORIZED,
     "400": _error_response(
         "Malformed JSON, wrong shape, empty array, a row that is not an object or holds no "
         "input field, or invalid values (every one listed, up to a cap)."
@@ -78,6 +84,91 @@ _CONTRIBUTION = {
             "items": {"type": "string"},
             "description": "For a group (a feature read from several columns): those columns.",
         },
+    },
+}
+
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "The served model's name (GET /v2/models/{name} of another name is 404).",
+    "schema": {"type": "string"},
+}
+_TENSOR_META: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+
+
+def _json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _oip_get(operation: str, summary: str, schema: dict[str, Any], model: bool) -> dict[str, Any]:
+    """One GET route of the Open Inference Protocol's REST API."""
+    responses: dict[str, Any] = {"200": _json_answer(summary + ".", schema), "401": _UNAUTHORIZED}
+    if model or operation.endswith("ready"):
+        responses["503"] = _error_response("The model is unavailable.", retry_after=True)
+        responses["504"] = _error_response("The inference server missed the deadline.", True)
+    if model:
+        responses["404"] = _error_response("No model of that name is served here.")
+    get: dict[str, Any] = {"operationId": operation, "summary": summary, "responses": responses}
+    if model:
+        get["parameters"] = [_NAME]
+    return {"get": get}
+
+
+_OIP_PATHS: dict[str, Any] = {
+    "/v2": _oip_get("oipServer", "Server metadata (Open Inference Protocol)", _OBJECT, False),
+    "/v2/health/live": _oip_get("oipLive", "Liveness (Open Inference Protocol)", _OBJECT, False),
+    "/v2/health/ready": _oip_get("oipReady", "Readiness (Open Inference Protocol)", _OBJECT, False),
+    "/v2/models/{name}": _oip_get(
+        "oipModelMetadata",
+        "The model's inputs and outputs (Open Inference Protocol)",
+        {"$ref": "#/components/schemas/ModelMetadata"},
+        True,
+    ),
+    "/v2/models/{name}/ready": _oip_get(
+        "oipModelReady", "Model readiness (Open Inference Protocol)", _OBJECT, True
+    ),
+    "/v2/models/{name}/infer": {
+        "post": {
+            "operationId": "oipInfer",
+            "summary": "Score or explain tensors (Open Inference Protocol REST)",
+            "description": (
+                "One input tensor per model input (GET /v2/models/{name} lists them), shape "
+                "[N] or [N, 1], JSON data or the binary tensor extension "
+                "(Inference-Header-Content-Length). Outputs probability and class by "
+                "default; naming logit, base_logit or contributions in 'outputs' explains "
+                "the rows. The same limits, errors and keys as /predict."
+            ),
+            "parameters": [_NAME],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}
+                },
+            },
+            "responses": {
+                "200": _json_answer(
+                    "The requested outputs as JSON tensors.",
+                    {"$ref": "#/components/schemas/InferResponse"},
+                ),
+                **_ROWS_ERRORS,
+                "400": _error_response(
+                    "Malformed JSON, inputs that do not match the model's (missing, unknown, "
+                    "wrong datatype or shape, different row counts), an unknown output, or "
+                    "invalid values (every one listed, up to a cap)."
+                ),
+                "404": _error_response("No model of that name is served here."),
+                "501": _error_response("The inference server does not explain its scores."),
+            },
+        }
     },
 }
 
@@ -215,6 +306,7 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        **_OIP_PATHS,
     },
     "components": {
         "schemas": {
@@ -260,6 +352,77 @@ OPENAPI: dict[str, Any] = {
                         "type": "number",
                         "description": "The sum of the contributions not listed.",
                     },
+                },
+            },
+            "InferRequest": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "inputs": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            **_TENSOR_META,
+                            "properties": {
+                                **_TENSOR_META["properties"],
+                                "data": {"type": "array"},
+                                "parameters": {"type": "object"},
+                            },
+                        },
+                    },
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {
+                                "name": {
+                                    "type": "string",
+                                    "enum": [
+                                        "probability",
+                                        "class",
+                                        "logit",
+                                        "base_logit",
+                                        "contributions",
+                                    ],
+                                },
+                                "parameters": {"type": "object"},
+                            },
+                        },
+                    },
+                    "parameters": {"type": "object"},
+                },
+            },
+            "InferResponse": {
+                "type": "object",
+                "required": ["model_name", "outputs"],
+                "properties": {
+                    "model_name": {"type": "string"},
+                    "model_version": {"type": "string"},
+                    "id": {"type": "string"},
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            **_TENSOR_META,
+                            "required": ["name", "datatype", "shape", "data"],
+                            "properties": {
+                                **_TENSOR_META["properties"],
+                                "data": {"type": "array", "items": {"type": "number"}},
+                            },
+                        },
+                    },
+                },
+            },
+            "ModelMetadata": {
+                "type": "object",
+                "required": ["name", "inputs", "outputs"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "platform": {"type": "string"},
+                    "inputs": {"type": "array", "items": _TENSOR_META},
+                    "outputs": {"type": "array", "items": _TENSOR_META},
                 },
             },
             "Error": {

@@ -46,6 +46,13 @@ class Settings:
             per row: 5 MB for the default.
         drift_min_rows: rows the window needs before PSI is exported (fewer rows give
             sampling noise, not drift).
+        tls_cert: PEM certificate to serve TLS with (with ``tls_key``); empty serves
+            plaintext.
+        tls_key: PEM private key of ``tls_cert``.
+        tls_client_ca: PEM CA that must have signed every client's certificate (mutual
+            TLS); empty accepts any TLS client.
+        health_port: plaintext port serving ``grpc.health.v1`` only, for probes that
+            cannot speak TLS (Kubernetes' gRPC probes); negative serves none.
 
     """
 
@@ -67,6 +74,10 @@ class Settings:
     compile_trees: bool = False
     drift_window_rows: int = 10_000
     drift_min_rows: int = 1_000
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    health_port: int = -1
 
 
 _ENV = {
@@ -88,6 +99,10 @@ _ENV = {
     "compile_trees": "INFERENCE_COMPILE_TREES",
     "drift_window_rows": "INFERENCE_DRIFT_WINDOW_ROWS",
     "drift_min_rows": "INFERENCE_DRIFT_MIN_ROWS",
+    "tls_cert": "INFERENCE_TLS_CERT",
+    "tls_key": "INFERENCE_TLS_KEY",
+    "tls_client_ca": "INFERENCE_TLS_CLIENT_CA",
+    "health_port": "INFERENCE_HEALTH_PORT",
 }
 """The environment variable behind each setting (a flag wins over its variable)."""
 
@@ -199,6 +214,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "drift_min_rows",
         _positive_int,
         "window rows before PSI is exported, default %(default)s",
+    )
+    add("--tls-cert", "tls_cert", str, "PEM certificate: serve TLS (with --tls-key)")
+    add("--tls-key", "tls_key", str, "PEM private key of --tls-cert")
+    add("--tls-client-ca", "tls_client_ca", str, "PEM CA clients must be signed by (mutual TLS)")
+    add(
+        "--health-port",
+        "health_port",
+        int,
+        "plaintext grpc.health.v1-only port for probes, <0 none, default %(default)s",
     )
     return parser
 

@@ -22,7 +22,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from inference import logs
+from inference import logs, tls
 from inference.config import Settings, load_settings
 from inference.dataplane import DataPlane, ExplainLimits
 from inference.drift import DriftCollector, DriftTracker
@@ -37,6 +37,7 @@ from proto.codec import SERVICE_NAME
 log = logging.getLogger("inference")
 
 EXIT_BAD_BUNDLE = 2
+EXIT_BAD_SETTINGS = 2
 EXIT_CANNOT_SERVE = 1
 _SIGNAL_POLL_S = 0.1
 _MAX_CONNECTION_AGE_MS = 30_000
@@ -97,17 +98,27 @@ class InferenceServer:
             reflection.enable_server_reflection(services, self._server, pool=_reflection_pool())
         self.port = 0
         self.metrics_port: int | None = None
+        self.health_port: int | None = None
+        self._health_server: grpc.Server | None = None
 
     def start(self) -> float:
         """Bind, warm the model, start serving and report SERVING; return the warm-up seconds.
 
         Raises:
+            TlsSettingsError: when the TLS settings are incomplete or unreadable.
             RuntimeError: when the gRPC port cannot be bound.
             OSError: when the metrics port cannot be bound.
 
         """
         settings = self.settings
-        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        credentials = tls.server_credentials(settings)
+        address = f"{settings.host}:{settings.port}"
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
+        if settings.health_port >= 0:
+            self._start_health_port(settings.host, settings.health_port)
         if settings.metrics_port >= 0:
             self.metrics_port = self.metrics.serve(settings.host, settings.metrics_port)
         warm_s = self.plane.warm()
@@ -118,11 +129,21 @@ class InferenceServer:
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return warm_s
 
+    def _start_health_port(self, host: str, port: int) -> None:
+        """Serve the health service alone, in plaintext, on ``port`` (probes without TLS)."""
+        server = grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="health"))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self.health_port = server.add_insecure_port(f"{host}:{port}")
+        server.start()
+        self._health_server = server
+
     def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight ones finish (up to ``grace_s``)."""
         self.health.enter_graceful_shutdown()
         self.plane.drain()
         self._server.stop(grace_s).wait(grace_s + 1)
+        if self._health_server is not None:
+            self._health_server.stop(0)
         self.plane.close(timeout=1)
         if self.drift is not None:
             self.drift.close(timeout=1)
@@ -160,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = InferenceServer(predictor, settings)
     try:
         warm_s = server.start()
+    except tls.TlsSettingsError as error:
+        print(f"inference: cannot serve TLS: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     except (RuntimeError, OSError) as error:
         print(f"inference: cannot listen on {settings.host}: {error}", file=sys.stderr)
         return EXIT_CANNOT_SERVE
@@ -181,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bundle": str(settings.bundle),
             "grpc_port": server.port,
             "metrics_port": server.metrics_port,
+            "tls": "mutual" if settings.tls_client_ca else "on" if settings.tls_cert else "off",
+            "health_port": server.health_port,
             "load_s": round(load_s, 3),
             "warm_s": round(warm_s, 3),
             "max_batch_rows": settings.max_batch_rows,

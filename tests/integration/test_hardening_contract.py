@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,12 +28,13 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from tests.integration.conftest import ManagedProcess
-from tests.integration.gateway_helpers import Gateways, predict, request
+from tests.integration.gateway_helpers import Gateways, bundle_name, predict, request
 
 pytestmark = pytest.mark.integration
 
 PREDICT_EXAMPLES = 520  # per generation mode: 1,040 generated /predict requests
 EXPLAIN_EXAMPLES = 150  # per generation mode: /explain shares /predict's body and limits
+OIP_INFER_EXAMPLES = 150  # per generation mode: POST /v2/models/{name}/infer
 OTHER_EXAMPLES = 25  # per GET operation (they take no input: few distinct cases exist)
 MIN_CASES = 1_000
 HTTP_TIMEOUT_S = 15.0
@@ -82,12 +84,26 @@ def check_contract(case: Any, response: Any) -> None:
         rows = case.body if isinstance(case.body, list) else [case.body]
         assert isinstance(answer, list), where
         assert len(answer) == len(rows), where
+    elif case.method == "POST":  # an OIP infer: one value a row in every output
+        answer = json.loads(response.content)
+        rows = {tensor["shape"][0] for tensor in case.body["inputs"]}
+        assert [o["shape"][0] for o in answer["outputs"]] == [rows.pop()] * len(answer["outputs"])
 
 
 def run_operation(
-    operation: Any, mode: GenerationMode, max_examples: int, base_url: str, seen: Counter[int]
+    operation: Any,
+    mode: GenerationMode,
+    max_examples: int,
+    base_url: str,
+    seen: Counter[int],
+    *,
+    model: str | None = None,
 ) -> None:
-    """Generate up to ``max_examples`` cases of one operation; call and check each."""
+    """Generate up to ``max_examples`` cases of one operation; call and check each.
+
+    ``model`` names the served model in three cases of four (the rest keep the
+    generated name, which is answered 404), so the bodies of OIP calls are reached.
+    """
 
     @settings(
         max_examples=max_examples,
@@ -97,6 +113,8 @@ def run_operation(
     )
     @given(case=operation.as_strategy(mode))
     def generated(case: Any) -> None:
+        if model is not None and case.path_parameters and len(repr(case.body)) % 4:
+            case.path_parameters["name"] = model
         response = case.call(base_url=base_url, timeout=HTTP_TIMEOUT_S)
         seen[response.status_code] += 1
         check_contract(case, response)
@@ -105,7 +123,9 @@ def run_operation(
     generated()
 
 
-def test_schemathesis_finds_no_5xx_and_only_contract_errors(gateway_url: str) -> None:
+def test_schemathesis_finds_no_5xx_and_only_contract_errors(
+    gateway_url: str, inference_bundle: Path
+) -> None:
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json", config=CONFIG)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.upper(), op.path) for op in operations} >= {
@@ -114,14 +134,22 @@ def test_schemathesis_finds_no_5xx_and_only_contract_errors(gateway_url: str) ->
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        ("GET", "/v2/models/{name}"),
+        ("POST", "/v2/models/{name}/infer"),
     }
+    model = bundle_name(inference_bundle)
     seen: Counter[int] = Counter()
     for path, examples in (("/predict", PREDICT_EXAMPLES), ("/explain", EXPLAIN_EXAMPLES)):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             run_operation(schema[path]["POST"], mode, examples, gateway_url, seen)
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        infer = schema["/v2/models/{name}/infer"]["POST"]
+        run_operation(infer, mode, OIP_INFER_EXAMPLES, gateway_url, seen, model=model)
     for operation in operations:
         if operation.method.upper() != "POST":
-            run_operation(operation, GenerationMode.POSITIVE, OTHER_EXAMPLES, gateway_url, seen)
+            run_operation(
+                operation, GenerationMode.POSITIVE, OTHER_EXAMPLES, gateway_url, seen, model=model
+            )
     total = sum(seen.values())
     assert total >= MIN_CASES, f"only {total} generated cases: {dict(seen)}"
     assert seen[200] > 0  # valid rows were scored, not only refused

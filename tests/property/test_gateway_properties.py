@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.config import Config
 from gateway.convert import (
     Batch,
     InputSpec,
@@ -31,6 +32,7 @@ from gateway.convert import (
     rows_to_batch,
 )
 from gateway.errors import ApiError
+from gateway.oip_rest import parse_infer
 from gateway.wire import ModelSchema, encode_request
 from modeling.cleaning import MISSING_TEXT as MISSING  # what the server publishes
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
@@ -426,3 +428,121 @@ def test_a_value_beyond_float32_is_refused_for_an_fp32_input(n_rows: int) -> Non
     assert error.details[0]["field"] == "x2"
     assert error.details[0]["row"] == n_rows - 1
     assert error.details[0]["reason"] == FP32_RANGE
+
+
+# ---- OIP REST infer bodies (gateway.oip_rest): tensors or the documented 400/413 -----------
+
+OIP_MAX_ROWS = 30
+OIP_CONFIG = Config(max_rows=OIP_MAX_ROWS, max_text_chars=MAX_TEXT, max_error_details=MAX_ERRORS)
+shapes = st.one_of(
+    st.integers(0, MANY).map(lambda n: [n]),
+    st.integers(0, MANY).map(lambda n: [n, 1]),
+    st.lists(st.integers(-2, 2**65), max_size=3),  # negative, huge, empty, 3-D
+)
+datatypes = st.sampled_from(["FP64", "FP32", "INT64", "INT32", "BYTES", "BOOL", "fp64", ""])
+any_tensor = st.fixed_dictionaries(
+    {"name": st.sampled_from([s.name for s in SMALL.inputs] + ["zz"])},
+    optional={
+        "datatype": st.one_of(datatypes, json_values),
+        "shape": st.one_of(shapes, json_values),
+        "data": st.one_of(st.lists(json_values, max_size=MANY), json_values),
+        "parameters": st.one_of(
+            st.fixed_dictionaries({"binary_data_size": st.integers(-1, 64)}), json_values
+        ),
+    },
+)
+any_document = st.one_of(
+    st.fixed_dictionaries(
+        {"inputs": st.lists(any_tensor, max_size=6)},
+        optional={
+            "outputs": st.lists(st.fixed_dictionaries({"name": json_values}), max_size=3),
+            "id": json_values,
+        },
+    ),
+    json_values,
+)
+
+
+def oip_infer(raw: bytes, header: str | None, schema: ModelSchema) -> tuple[Any, Batch] | None:
+    """Parse and convert an infer body; an ApiError must be the documented 400/413."""
+    try:
+        infer = parse_infer(raw, header)
+        return infer, infer.batch(schema, OIP_CONFIG)
+    except ApiError as error:
+        assert error.status in (400, 413), error.message  # noqa: PT017 - the outcome under test
+        body = orjson.loads(orjson.dumps(error.body()))
+        assert set(body) == {"error", "details"}
+        assert body["error"]
+        for item in body["details"]:
+            assert set(item) == {"row", "field", "value", "reason"}
+        return None
+
+
+@bounded(400)
+@given(any_document, st.integers(0, 2))
+def test_any_infer_document_becomes_tensors_or_the_documented_error(
+    document: Any, style: int
+) -> None:
+    try:
+        raw = dumps(document, style)
+    except (TypeError, orjson.JSONEncodeError):
+        raw = dumps(document, 0)
+    outcome = oip_infer(raw, None, SMALL)
+    if outcome is not None:
+        infer, batch = outcome
+        assert 0 < batch.n_rows <= OIP_MAX_ROWS
+        assert all(len(column) == batch.n_rows for column in batch.columns)
+        assert set(infer.inputs) == {spec.name for spec in SMALL.inputs}
+
+
+@bounded(200)
+@given(st.binary(max_size=300), st.one_of(st.none(), st.integers(-5, 400).map(str), st.text()))
+def test_arbitrary_bytes_and_header_lengths_are_400_or_tensors(raw: bytes, header: Any) -> None:
+    oip_infer(raw, header, SMALL)
+
+
+@bounded(150)
+@given(st.lists(any_row(SMALL), min_size=1, max_size=MANY), st.booleans())
+def test_infer_tensors_convert_exactly_as_the_same_rows_on_predict(
+    rows: list[dict[str, Any]], binary_numbers: bool
+) -> None:
+    """The OIP route and /predict give the same batch, or the same 400, for the same values."""
+    try:
+        rows = orjson.loads(json.dumps(rows))
+    except orjson.JSONDecodeError:
+        return
+    # A row holding no input is a /predict-only refusal (a tensor always holds every row).
+    names = [spec.name for spec in SMALL.inputs]
+    rows = [row if any(n in row for n in names) else {**row, "x0": None} for row in rows]
+    n = len(rows)
+    tensors, tail = [], b""
+    for spec in SMALL.inputs:
+        values = [row.get(spec.name) for row in rows]
+        tensor: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": [n]}
+        numbers = [parse_number(v, MISSING) for v in values]
+        if binary_numbers and spec.datatype != "BYTES" and all(r is None for _, r in numbers):
+            packed = np.array([x for x, _ in numbers], "<f8").tobytes()
+            tensor |= {"datatype": "FP64", "parameters": {"binary_data_size": len(packed)}}
+            tail += packed
+        else:
+            tensor["data"] = values
+        tensors.append(tensor)
+    header = orjson.dumps({"inputs": tensors})
+    try:
+        expected = convert(rows, SMALL)
+    except ApiError as error:
+        expected_error = error
+        expected = None
+    outcome = oip_infer(header + tail, str(len(header)) if tail else None, SMALL)
+    if expected is None:
+        assert outcome is None
+        assert expected_error.status == 400
+        return
+    assert outcome is not None
+    _, batch = outcome
+    assert batch.n_rows == expected.n_rows
+    for got, want in zip(batch.columns, expected.columns, strict=True):
+        if isinstance(want, np.ndarray):
+            np.testing.assert_array_equal(got, want)
+        else:
+            assert got == want

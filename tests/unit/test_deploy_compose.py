@@ -291,3 +291,11 @@ def test_replicas_wait_for_the_bundle_then_run_the_image_entrypoint(compose: dic
         re.search(r"^ENTRYPOINT (.+)$", (ROOT / "Dockerfile.inference").read_text(), re.M)[1]
     )
     assert script.strip().endswith(f"exec {image_entrypoint[0]}")
+
+
+def test_keys_and_tls_are_off_where_the_exercise_runs(compose: dict) -> None:
+    # The exercise's curl calls carry no key: compose sets none (nor TLS between the tiers).
+    for name, service in compose["services"].items():
+        settings = [k for k in service.get("environment", {}) if "TLS" in k or "KEYS" in k]
+        assert not settings, (name, settings)
+    assert "GATEWAY_API_KEYS_FILE" not in (ROOT / "run_api.sh").read_text()

@@ -371,4 +371,55 @@ def test_no_secrets_in_the_manifests(rendered: dict) -> None:
         names = list(document.get("data", {})) if document["kind"] == "ConfigMap" else []
         if document["kind"] == "Deployment":
             names += [e["name"] for c in all_containers(document) for e in c.get("env", [])]
-        assert not [n for n in names if secret_name.search(n)], document["metadata"]["name"]
+        # A *_FILE setting is the path of a mounted Secret (API key hashes), not a secret.
+        found = [n for n in names if secret_name.search(n) and not n.endswith("_FILE")]
+        assert not found, document["metadata"]["name"]
+
+
+def production(rendered: dict) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in rendered["production"]}
+
+
+def mounted_secret(deployment: dict[str, Any], name: str, path: str) -> str:
+    """The Secret mounted read-only at the directory holding ``path`` in container ``name``."""
+    mounts = {m["mountPath"]: m for m in container(deployment, name).get("volumeMounts", [])}
+    mount = mounts[str(Path(path).parent)]
+    assert mount["readOnly"] is True
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    return str(volumes[mount["name"]]["secret"]["secretName"])
+
+
+def test_keys_and_mutual_tls_are_off_in_the_base_and_on_in_production(
+    base: dict, rendered: dict
+) -> None:
+    for name in SERVICE_CONTAINERS:
+        settings = configmap_data(base, base["Deployment", name], name)
+        assert not [k for k in settings if "TLS" in k or "KEYS" in k or "_CA" in k], settings
+    objects = production(rendered)
+    gateway, inference = objects["Deployment", "gateway"], objects["Deployment", "inference"]
+    settings = configmap_data(objects, gateway, "gateway")
+    assert mounted_secret(gateway, "gateway", settings["GATEWAY_API_KEYS_FILE"]) == (
+        "gateway-api-keys"
+    )
+    for key in ("GATEWAY_INFERENCE_CA", "GATEWAY_INFERENCE_CERT", "GATEWAY_INFERENCE_KEY"):
+        assert mounted_secret(gateway, "gateway", settings[key]) == "gateway-tls"
+    served = configmap_data(objects, inference, "inference")
+    for key in ("INFERENCE_TLS_CERT", "INFERENCE_TLS_KEY", "INFERENCE_TLS_CLIENT_CA"):
+        assert mounted_secret(inference, "inference", served[key]) == "inference-tls"
+    # gRPC probes speak plaintext: they ask the health-only port, declared on the container
+    health = int(served["INFERENCE_HEALTH_PORT"])
+    main = container(inference, "inference")
+    assert health in {p["containerPort"] for p in main["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert main[probe]["grpc"]["port"] == health, probe
+
+
+def test_the_production_ingress_exposes_the_api_but_not_metrics(rendered: dict) -> None:
+    ingress = production(rendered)["Ingress", "gateway"]
+    paths = {p["path"]: p["pathType"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    assert paths == {
+        "/predict": "Exact",
+        "/explain": "Exact",
+        "/v2": "Prefix",
+        "/openapi.json": "Exact",
+    }
