@@ -56,13 +56,13 @@ class VersionState:
     reason: str = ""
 
 
-def probe_columns() -> dict[str, list[object]]:
-    """A probe batch: all-missing rows, and a row of zeros and known categories."""
+def probe_columns(n_rows: int = PROBE_ROWS) -> dict[str, list[object]]:
+    """A probe batch: a row of zeros and known categories, then all-missing rows."""
     numeric = frozenset(NUMERIC_COLUMNS)
     columns: dict[str, list[object]] = {}
     for name in schema_manifest()["columns"]:
         known: object = 0.0 if name in numeric else VOCABULARIES.get(name, ("",))[0]
-        columns[name] = [known] + [None] * (PROBE_ROWS - 1)
+        columns[name] = [known] + [None] * (n_rows - 1)
     return columns
 
 
@@ -85,7 +85,7 @@ def verify(predictor: Predictor) -> float:
     try:
         prediction = predictor.predict(probe_columns(), PROBE_ROWS)
         predictor.predict({}, 1)
-        predictor.explain(probe_columns(), 2)
+        predictor.explain(probe_columns(2), 2)
     except Exception as error:  # whatever a broken model raises: refused, never served
         raise LoadError(
             f"version {predictor.version} failed its probe batch: {type(error).__name__}: {error}"
@@ -164,25 +164,18 @@ class Rollout:
 
     def _load(self, repository: Repository, version: str) -> ModelInfo:
         started = time.perf_counter()
+        previous = self._serving_info()
         try:
             version = check_version(version) if version else repository.latest()
         except BundleError as error:
-            raise LoadError(str(error)) from None
-        previous = self._serving_info()
+            raise _refused(version, error, previous) from None
         self._mark(version, LOADING)
         try:
             predictor = repository.load(version)
             probe_s = verify(predictor)
         except (BundleError, LoadError) as error:
             self._mark(version, UNAVAILABLE, str(error))
-            still = f"version {previous.version}" if previous else "no version"
-            log.warning(
-                "load refused",
-                extra={"event": "load_refused", "version": version, "reason": str(error)},
-            )
-            raise LoadError(
-                f"version {version} not loaded: {error}; {still} still serves"
-            ) from None
+            raise _refused(version, error, previous) from None
         if self._accelerate:
             predictor.accelerate()
         loaded_s = time.perf_counter() - started
@@ -221,3 +214,12 @@ class Rollout:
             return self.plane.model
         except ModelUnavailableError:
             return None
+
+
+def _refused(version: str, error: Exception, serving: ModelInfo | None) -> LoadError:
+    """The error of a refused load, logged: what failed and which version still serves."""
+    log.warning(
+        "load refused", extra={"event": "load_refused", "version": version, "reason": str(error)}
+    )
+    still = f"version {serving.version}" if serving is not None else "no version"
+    return LoadError(f"version {version!r} not loaded: {error}; {still} still serves")
