@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 from flask import Flask, Response, g, request
 from numpy.typing import NDArray
@@ -29,12 +28,14 @@ from gateway.convert import Batch, parse_body, rows_to_batch
 from gateway.errors import ApiError, unavailable
 from gateway.explanations import explanation_rows, parse_top
 from gateway.openapi import OPENAPI
-from gateway.wire import ModelSchema
+from gateway.wire import ModelSchema, Scores
 
 log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
 _COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
+VERSION_HEADER = "X-Model-Version"
+"""The response header naming the model version that gave an answer."""
 T = TypeVar("T")
 
 
@@ -116,7 +117,10 @@ def create_app(config: Config | None = None) -> Flask:
     @app.get("/readyz")
     def readyz() -> Response:
         schema = client.ready()
-        return _json({"status": "ready", "model": schema.name, "version": schema.version})
+        return _json(
+            {"status": "ready", "model": schema.name, "version": schema.version},
+            headers={VERSION_HEADER: schema.version},
+        )
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -134,9 +138,14 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def _admitted(
-    config: Config, budget: memory.Budget, handle: Callable[[bytes, memory.Reservation], Any]
+    config: Config,
+    budget: memory.Budget,
+    handle: Callable[[bytes, memory.Reservation], tuple[Any, str]],
 ) -> Response:
-    """Check, bound and read a JSON body within the memory budget; answer ``handle``'s."""
+    """Check, bound and read a JSON body within the memory budget; answer ``handle``'s.
+
+    ``handle`` returns the answer and the model version that gave it (a header).
+    """
     if not _is_json(request.mimetype):
         raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
     declared = request.content_length
@@ -148,7 +157,9 @@ def _admitted(
         body = _read_body(config.max_body_bytes)
         values = _count_values(body, config)
         reservation.resize(memory.estimate(len(body), values))
-        return _json(handle(body, reservation))
+        answer, version = handle(body, reservation)
+        metrics.count_answer(request.path, version)
+        return _json(answer, headers={VERSION_HEADER: version})
 
 
 def _read_body(limit: int) -> bytes:
@@ -195,16 +206,17 @@ def _count_values(body: bytes, config: Config) -> int:
 
 def _score(
     client: InferenceClient, coalescer: Coalescer, config: Config, body: bytes
-) -> list[dict[str, Any]]:
-    """Convert and score a body: ``[{"class": c, "probability": p}, ...]``."""
-    probability, label = _with_schema(
+) -> tuple[list[dict[str, Any]], str]:
+    """Convert and score a body: ``[{"class": c, "probability": p}, ...]`` and its version."""
+    probability, label, version = _with_schema(
         client, body, lambda schema: _infer(client, coalescer, config, schema, body)
     )
     metrics.observe_rows(len(label))
-    return [
+    answer = [
         {"class": c, "probability": p}
         for c, p in zip(label.tolist(), probability.tolist(), strict=True)
     ]
+    return answer, version
 
 
 def _explain(
@@ -213,8 +225,8 @@ def _explain(
     body: bytes,
     top: int | None,
     reservation: memory.Reservation,
-) -> list[dict[str, Any]]:
-    """Convert and explain a body: each row's logit and its ``top`` contributions.
+) -> tuple[list[dict[str, Any]], str]:
+    """Convert and explain a body: each row's logit and ``top`` contributions; the version.
 
     The answer's memory joins the request's reservation before anything is explained
     (once: a retry with fresh metadata resizes to the same total, never adds again).
@@ -236,7 +248,8 @@ def _explain(
         return schema, client.explain(schema, batch, chunk, config.explain_deadline_s)
 
     schema, outputs = _with_schema(client, body, explain)
-    return explanation_rows(outputs, schema.contribution_names, schema.contribution_groups, top)
+    rows = explanation_rows(outputs, schema.contribution_names, schema.contribution_groups, top)
+    return rows, schema.version
 
 
 def _with_schema(client: InferenceClient, body: bytes, run: Callable[[ModelSchema], T]) -> T:
@@ -264,7 +277,7 @@ def _infer(
     config: Config,
     schema: ModelSchema,
     body: bytes,
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+) -> Scores:
     """Score a body: small requests merged with concurrent ones, large ones in chunks."""
     batch = _convert(config, schema, body)
     if batch.n_rows <= _COALESCE_MAX_ROWS:
