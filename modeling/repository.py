@@ -1,9 +1,10 @@
 """A model repository: bundles side by side by version, never overwritten.
 
 The layout is Triton's: ``<root>/<version>/`` is one bundle (:mod:`modeling.bundle`), and
-versions are positive integers, so the latest is the largest. ``train --repository``
-writes the next version; its manifest records the version and the repository's name
-(the model's name, the same for every version). ``<root>/SERVING`` names the version a
+versions are positive integers, so the latest is the largest. The repository's directory
+name is the model's name, the same for every version. ``train --repository`` writes the
+next version (its manifest records it); a bundle from before repositories, copied into a
+version directory, is that version. ``<root>/SERVING`` names the version a
 server starts with, written once a rollout succeeded; without it, the latest.
 """
 
@@ -97,17 +98,20 @@ class Repository:
         staged.replace(self.root / SERVING_FILE)
 
     def load(self, version: str) -> Predictor:
-        """Load and verify ``version``; its manifest must name this version.
+        """Load and verify ``version``, named as this repository's model and that version.
 
         Raises:
-            BundleError: an absent version, bad hashes, or a bundle copied under another
-                version's name (answers would be traced to the wrong model).
+            BundleError: an absent version, bad hashes, or a bundle whose manifest names
+                another version (copied under the wrong name: answers would be traced to
+                the wrong model).
 
         """
         predictor = Predictor.from_bundle(self.path(version))
-        if predictor.version != version:
+        recorded = predictor.manifest.get("version")
+        if recorded is not None and str(recorded) != version:
             raise BundleError(
                 f"version directory {version} of {self.root} holds a bundle of version "
-                f"{predictor.version!r}"
+                f"{recorded!r}"
             )
+        predictor.name, predictor.version = self.name, version
         return predictor

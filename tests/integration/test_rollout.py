@@ -15,6 +15,7 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from inference.deploy import main as deploy_main
 from modeling.bundle import MANIFEST, sha256_file
 from modeling.predictor import Predictor
 from modeling.repository import SERVING_FILE, Repository
@@ -285,3 +286,28 @@ def test_a_server_of_one_bundle_refuses_loads(
     assert "--repository" in refused.value.details()
     meta = stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=5)
     assert list(meta.extensions) == []
+
+
+def test_the_deploy_command_rolls_every_replica_and_records_the_version(
+    start_inference: StartInference,
+    model_repository: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "scoring"
+    shutil.copytree(model_repository, root)
+    replicas = [start_inference(root, "--model-version", "1") for _ in range(2)]
+    targets = [arg for r in replicas for arg in ("--target", f"localhost:{r.ports['grpc']}")]
+    assert deploy_main(["--version", "2", *targets, "--repository", str(root)]) == 0
+    assert {serving_version(stub_of(r)) for r in replicas} == {"2"}
+    assert (root / SERVING_FILE).read_text() == "2\n"
+    assert Repository(root).serving() == "2"
+    printed = capsys.readouterr().out
+    assert f"127.0.0.1:{replicas[1].ports['grpc']} serves version 2" in printed
+    assert deploy_main(["--version", "9", *targets, "--repository", str(root)]) == 1
+    assert "refused version 9 (FAILED_PRECONDITION)" in capsys.readouterr().err
+    assert (root / SERVING_FILE).read_text() == "2\n"  # a refused rollout records nothing
+    assert {serving_version(stub_of(r)) for r in replicas} == {"2"}
+    assert deploy_main(["--version", "1", *targets]) == 0  # the rollback
+    assert {serving_version(stub_of(r)) for r in replicas} == {"1"}
+    assert deploy_main(["--version", "../1", *targets]) == 2
