@@ -225,7 +225,7 @@ def _report(args: argparse.Namespace, measured: Measured, before_rss: float, pea
     ]
     header = (
         f"Rollout under load: {args.cycles} x (version {args.to}, then {serving}); "
-        f"machine: {describe()}\n\n"
+        f"machine: {'; '.join(f'{k} {v}' for k, v in describe().items())}\n\n"
     )
     return header + "\n".join(lines) + "\n"
 
