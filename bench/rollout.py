@@ -130,7 +130,9 @@ def run(args: argparse.Namespace) -> str:
     serving = json.loads(connection.getresponse().read())["version"]
     connection.close()
     repository = Repository(args.repository)
-    rows = read_rows(args.rows)[: args.limit or None]
+    rows = [  # a training file's target is not an input
+        {k: v for k, v in row.items() if k != "y"} for row in read_rows(args.rows)
+    ][: args.limit or None]
     columns = as_served(rows)
     expected = {
         v: repository.load(v).predict(columns, len(rows)).probability for v in (serving, args.to)
