@@ -110,8 +110,7 @@ class Repository:
         recorded = predictor.manifest.get("version")
         if recorded is not None and str(recorded) != version:
             raise BundleError(
-                f"version directory {version} of {self.root} holds a bundle of version "
-                f"{recorded!r}"
+                f"version directory {version} of {self.root} holds a bundle of version {recorded!r}"
             )
         predictor.name, predictor.version = self.name, version
         return predictor
