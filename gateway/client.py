@@ -174,6 +174,9 @@ class InferenceClient:
             raise unavailable(
                 f"model metadata unusable: {exc}", self._config.retry_after_s
             ) from None
+        cached = self._schema
+        if cached is not None and cached == schema:
+            return cached  # unchanged: keep its compiled decoder and request prefixes
         self._schema = schema
         return schema
 
