@@ -22,6 +22,7 @@ SERVING = [
     "modeling.stack",
     "modeling.bundle",
     "modeling.predictor",
+    "modeling.repository",
     "modeling.profile",
 ]
 TRAINING_ONLY = ("modeling.training", "pandas", "sklearn", "scipy", "optuna", "xgboost")
