@@ -7,9 +7,12 @@
 #   ./run_api.sh --docker   containers only: docker compose up -d --build --wait, or
 #                           podman-compose up -d --no-deps --build and a wait on /readyz
 #
-# The model bundle is models/current. When it is missing (or is a DEMO bundle and real
-# data is now available) it is trained first from $TRAIN_CSV if set, else from
-# data/exercise_06_train.csv if present, else a DEMO model on synthetic rows (said loudly).
+# Local mode serves the model repository models/scoring (one bundle per version; the
+# server starts with the version its SERVING file names, else the latest). When it holds no
+# version (or serves a DEMO one and real data is now available) a new version is trained
+# first from $TRAIN_CSV if set, else from data/exercise_06_train.csv if present, else a
+# DEMO model on synthetic rows (said loudly); a models/current bundle from before
+# repositories becomes version 1. Containers serve the bundle /models/current.
 # Local mode creates .venv with `make setup` when it is missing, binds to loopback, restarts
 # a server that dies (supervise below), waits until the gateway's
 # /readyz answers, and stops both processes on Ctrl-C or SIGTERM.
@@ -51,7 +54,7 @@ if [ "$mode" = docker ] && [ -z "$engine" ]; then
 fi
 
 GATEWAY_PORT="${GATEWAY_PORT:-5001}"
-BUNDLE="$root/models/current"
+REPOSITORY="$root/models/scoring"
 SAMPLE='{"x0": "9.521496806", "x1": "wed", "x12": "$296.43 ", "x54": "Jun", "x99": "-1.926577376"}'
 
 say() { printf '%s\n' "run_api: $*"; }
@@ -188,18 +191,35 @@ if [ -n "$train_csv" ] && [ ! -f "$train_csv" ]; then
     exit 2
 fi
 
-is_demo() {
-    "$PYTHON" -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("demo") else 1)' \
-        "$BUNDLE/manifest.json"
+# The manifest of the version the server will start with (none: the repository is empty).
+serving_manifest() {
+    "$PYTHON" - "$REPOSITORY" <<'PY'
+import sys
+from pathlib import Path
+from modeling.bundle import BundleError
+from modeling.repository import Repository
+repository = Repository(Path(sys.argv[1]))
+try:
+    print(repository.path(repository.serving()) / "manifest.json")
+except BundleError:
+    pass
+PY
 }
 
-if [ ! -f "$BUNDLE/manifest.json" ] || { [ -n "$train_csv" ] && is_demo; }; then
-    staging="$root/models/.staging"
-    rm -rf "$staging"
-    mkdir -p "$staging"
+is_demo() {
+    "$PYTHON" -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("demo") else 1)' \
+        "$(serving_manifest)"
+}
+
+if [ -z "$(serving_manifest)" ] && [ -f "$root/models/current/manifest.json" ]; then
+    say "models/current becomes version 1 of the model repository models/scoring"
+    mkdir -p "$REPOSITORY"
+    cp -R "$root/models/current" "$REPOSITORY/1"
+fi
+if [ -z "$(serving_manifest)" ] || { [ -n "$train_csv" ] && is_demo; }; then
     if [ -n "$train_csv" ]; then
-        say "training the model from $train_csv into models/current"
-        "$PYTHON" -m modeling train --train "$train_csv" --out "$staging/current"
+        say "training a new version of the model from $train_csv into models/scoring"
+        "$PYTHON" -m modeling train --train "$train_csv" --repository "$REPOSITORY"
     else
         cat >&2 <<'NOTICE'
 
@@ -209,11 +229,9 @@ if [ ! -f "$BUNDLE/manifest.json" ] || { [ -n "$train_csv" ] && is_demo; }; then
 ##########################################################################################
 
 NOTICE
-        "$PYTHON" -m modeling train --synthetic 3000 --profile quick --out "$staging/current"
+        "$PYTHON" -m modeling train --synthetic 3000 --profile quick --repository "$REPOSITORY"
     fi
-    rm -rf "$BUNDLE"
-    mv "$staging/current" "$BUNDLE"
-    rm -rf "$staging"
+    rm -f "$REPOSITORY/SERVING" # the new version, the latest, is the one to serve
 fi
 if is_demo; then
     say "NOTICE: serving a DEMO model trained on synthetic rows"
@@ -275,7 +293,7 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
-supervise "the inference server" "$root/bin/start-inference" --bundle "$BUNDLE" &
+supervise "the inference server" "$root/bin/start-inference" --repository "$REPOSITORY" &
 pids+=("$!")
 supervise "the gateway" "$root/bin/start-gateway" &
 pids+=("$!")

@@ -89,6 +89,16 @@ def rss_mib(pids: list[int]) -> float:
     return total_kb / 1024
 
 
+def peak_rss_mib(pids: list[int]) -> float:
+    """Summed peak resident memory (VmHWM, since each process started) of ``pids`` in MiB."""
+    total_kb = 0
+    for pid in pids:
+        value = _first(PROC / str(pid) / "status", "VmHWM")
+        if value != "unknown":
+            total_kb += int(value.split()[0])
+    return total_kb / 1024
+
+
 def load_average() -> str:
     """The 1, 5 and 15-minute load averages."""
     try:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 from flask import Flask, Response, g, request
 from numpy.typing import NDArray
@@ -29,13 +28,15 @@ from gateway.convert import Batch, parse_body, rows_to_batch
 from gateway.errors import ApiError, unavailable
 from gateway.explanations import explanation_rows, parse_top
 from gateway.openapi import OPENAPI
-from gateway.wire import ModelSchema
+from gateway.wire import ModelSchema, Scores
 from proto.codec import CLASS, PROBABILITY
 
 log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
 _COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
+VERSION_HEADER = "X-Model-Version"
+"""The response header naming the model version that gave an answer."""
 T = TypeVar("T")
 
 
@@ -123,7 +124,10 @@ def create_app(config: Config | None = None) -> Flask:
     @app.get("/readyz")
     def readyz() -> Response:
         schema = client.ready()
-        return _json({"status": "ready", "model": schema.name, "version": schema.version})
+        return _json(
+            {"status": "ready", "model": schema.name, "version": schema.version},
+            headers={VERSION_HEADER: schema.version},
+        )
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -153,13 +157,14 @@ def create_app(config: Config | None = None) -> Flask:
 def _admitted(
     config: Config,
     budget: memory.Budget,
-    handle: Callable[[bytes, memory.Reservation], Any],
+    handle: Callable[[bytes, memory.Reservation], tuple[Any, str]],
     *,
     accepts: Callable[[str], bool] = _is_json,
     count: Callable[[bytes, Config], int] | None = None,
 ) -> Response:
     """Check, bound and read a body within the memory budget; answer ``handle``'s.
 
+    ``handle`` returns the answer and the model version that gave it (a header).
     ``accepts`` says which content types are read; ``count`` bounds the values a body
     may hold (:func:`_count_values`, the rows of ``/predict``, by default).
     """
@@ -174,7 +179,10 @@ def _admitted(
         body = _read_body(config.max_body_bytes)
         values = (_count_values if count is None else count)(body, config)
         reservation.resize(memory.estimate(len(body), values))
-        return _json(handle(body, reservation))
+        answer, version = handle(body, reservation)
+        rule = request.url_rule  # the route, never the client's path (a model name)
+        metrics.count_answer(rule.rule if rule is not None else "unmatched", version)
+        return _json(answer, headers={VERSION_HEADER: version})
 
 
 def _read_body(limit: int) -> bytes:
@@ -221,18 +229,19 @@ def _count_values(body: bytes, config: Config) -> int:
 
 def _score(
     client: InferenceClient, coalescer: Coalescer, config: Config, body: bytes
-) -> list[dict[str, Any]]:
-    """Convert and score a body: ``[{"class": c, "probability": p}, ...]``."""
-    probability, label = _with_schema(
+) -> tuple[list[dict[str, Any]], str]:
+    """Convert and score a body: ``[{"class": c, "probability": p}, ...]`` and its version."""
+    probability, label, version = _with_schema(
         client,
         lambda schema: _infer(client, coalescer, config, schema, _convert(config, schema, body)),
         lambda: parse_body(body),
     )
     metrics.observe_rows(len(label))
-    return [
+    answer = [
         {"class": c, "probability": p}
         for c, p in zip(label.tolist(), probability.tolist(), strict=True)
     ]
+    return answer, version
 
 
 def _explain(
@@ -241,8 +250,8 @@ def _explain(
     body: bytes,
     top: int | None,
     reservation: memory.Reservation,
-) -> list[dict[str, Any]]:
-    """Convert and explain a body: each row's logit and its ``top`` contributions."""
+) -> tuple[list[dict[str, Any]], str]:
+    """Convert and explain a body: each row's logit and ``top`` contributions; the version."""
     held = reservation.size
 
     def explain(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]]]:
@@ -252,7 +261,8 @@ def _explain(
         )
 
     schema, outputs = _with_schema(client, explain, lambda: parse_body(body))
-    return explanation_rows(outputs, schema.contribution_names, schema.contribution_groups, top)
+    rows = explanation_rows(outputs, schema.contribution_names, schema.contribution_groups, top)
+    return rows, schema.version
 
 
 def _explanation(
@@ -290,23 +300,27 @@ def _oip_infer(
     body: bytes,
     *,
     reservation: memory.Reservation,
-) -> dict[str, Any]:
-    """Answer an OIP REST infer request: scores, or an explanation when it names one."""
+) -> tuple[dict[str, Any], str]:
+    """An OIP REST infer answer and the version that gave it.
+
+    The answer holds scores, or an explanation when the request names one.
+    """
     infer = oip_rest.parse_infer(body, request.headers.get(oip_rest.HEADER_LENGTH))
     held = reservation.size
 
-    def run(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]]]:
+    def run(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]], str]:
         batch = infer.batch(oip_rest.served(schema, name), config)
         if infer.explains:
-            return schema, _explanation(
+            outputs = _explanation(
                 client, config, schema, batch, top=None, held=held, reservation=reservation
             )
-        probability, label = _infer(client, coalescer, config, schema, batch)
+            return schema, outputs, schema.version
+        scores = _infer(client, coalescer, config, schema, batch)
         metrics.observe_rows(batch.n_rows)
-        return schema, {PROBABILITY: probability, CLASS: label}
+        return schema, {PROBABILITY: scores.probability, CLASS: scores.label}, scores.version
 
-    schema, outputs = _with_schema(client, run, lambda: None)
-    return oip_rest.infer_response(schema, infer, outputs)
+    schema, outputs, version = _with_schema(client, run, lambda: None)
+    return oip_rest.infer_response(schema, infer, outputs, version), version
 
 
 def _with_schema(
@@ -340,7 +354,7 @@ def _infer(
     config: Config,
     schema: ModelSchema,
     batch: Batch,
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+) -> Scores:
     """Score a batch: small requests merged with concurrent ones, large ones in chunks."""
     if batch.n_rows <= _COALESCE_MAX_ROWS:
         return coalescer.infer(schema, batch)

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,14 @@ from numpy.typing import NDArray
 from gateway.config import Config
 from gateway.convert import Batch
 from gateway.errors import ApiError, timed_out, unavailable
-from gateway.wire import ModelSchema, WireError, decode_outputs, decode_response, encode_request
+from gateway.wire import (
+    ModelSchema,
+    Scores,
+    WireError,
+    decode_outputs,
+    decode_response,
+    encode_request,
+)
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.codec import (
@@ -210,17 +218,22 @@ class InferenceClient:
             raise unavailable(
                 f"model metadata unusable: {exc}", self._config.retry_after_s
             ) from None
+        cached = self._schema
+        if cached is not None and cached == schema:
+            return cached  # unchanged: keep its compiled decoder and request prefixes
         self._schema = schema
         return schema
 
     def ready(self) -> ModelSchema:
-        """Return the model's schema when the server reports it ready.
+        """Return the model's schema, fetched now, when the server reports it ready.
+
+        Fetched, not cached: it names the version serving now (the cache is refreshed).
 
         Raises:
             ApiError: 503 otherwise.
 
         """
-        schema = self.schema()
+        schema = self.schema(refresh=True)
         request = pb.ModelReadyRequest(name=schema.name)
         try:
             answer = self._stub.ModelReady(request, timeout=self._config.ready_timeout_s)
@@ -237,38 +250,83 @@ class InferenceClient:
         batch: Batch,
         chunk_rows: int,
         timeout_s: float | None = None,
-    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    ) -> Scores:
         """Score a batch converted with ``schema``, ``chunk_rows`` rows per ModelInfer call.
 
         The calls go out together (the server scores them concurrently) under one deadline:
         ``timeout_s`` from now, or the configured deadline. One call is a plain blocking
-        call (the lowest overhead for one row).
+        call (the lowest overhead for one row). Every row is scored by one model version:
+        when a swap lands between the chunks, the chunks another version answered are sent
+        again pinned to the version that answered the most (:meth:`_one_version`).
 
         Raises:
             StaleSchemaError: the server rejected the request as not matching its model.
-            ApiError: 503/504 when the server is unavailable or too slow, 502 when its
-                answer is unusable.
+            ApiError: 503/504 when the server is unavailable or too slow (or the version
+                changed under the call twice), 502 when its answer is unusable.
 
         """
         deadline = time.monotonic() + (self._config.deadline_s if timeout_s is None else timeout_s)
         n = batch.n_rows
         ranges = [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
+        responses = self._send(schema, batch, ranges, deadline)
+        if len({r.model_version for r in responses}) > 1:
+            responses = self._one_version(schema, batch, ranges, responses, deadline)
+        probability, label = self._decode(responses, [stop - start for start, stop in ranges])
+        return Scores(probability, label, responses[0].model_version)
+
+    def _send(
+        self,
+        schema: ModelSchema,
+        batch: Batch,
+        ranges: list[tuple[int, int]],
+        deadline: float,
+        version: str = "",
+    ) -> list[pb.ModelInferResponse]:
+        """One ModelInfer call per range, concurrently (a single one blocking)."""
         calls: list[Any] = []
         try:
             if len(ranges) == 1:
-                request = encode_request(schema, batch, 0, n)
-                responses = [self._infer(request, timeout=deadline - time.monotonic())]
-            else:
-                for start, stop in ranges:
-                    request = encode_request(schema, batch, start, stop)
-                    calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
-                responses = [call.result() for call in calls]
+                request = encode_request(schema, batch, *ranges[0], version=version)
+                return [self._infer(request, timeout=deadline - time.monotonic())]
+            for start, stop in ranges:
+                request = encode_request(schema, batch, start, stop, version=version)
+                calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
+            return [call.result() for call in calls]
         except grpc.RpcError as exc:
             raise self._rpc_failure(exc) from None
         finally:
             for call in calls:
                 call.cancel()  # no-op for finished calls; frees the rest after a failure
-        return self._decode(responses, [stop - start for start, stop in ranges])
+
+    def _one_version(
+        self,
+        schema: ModelSchema,
+        batch: Batch,
+        ranges: list[tuple[int, int]],
+        responses: list[pb.ModelInferResponse],
+        deadline: float,
+    ) -> list[pb.ModelInferResponse]:
+        """Re-send the chunks of a split answer pinned to one version, the most frequent first.
+
+        A version already released (NOT_FOUND) gives way to the next; when none answers
+        every chunk, the client is asked to retry (503).
+        """
+        counts = Counter(r.model_version for r in responses)
+        for version, _ in counts.most_common():
+            redo = [i for i, r in enumerate(responses) if r.model_version != version]
+            try:
+                again = self._send(schema, batch, [ranges[i] for i in redo], deadline, version)
+            except StaleSchemaError:
+                continue  # that version is no longer served here
+            merged = list(responses)
+            for index, response in zip(redo, again, strict=True):
+                merged[index] = response
+            if {r.model_version for r in merged} == {version}:
+                return merged
+        raise unavailable(
+            "inference server: the model version changed during the call; retry",
+            self._config.retry_after_s,
+        )
 
     def explain(
         self, schema: ModelSchema, batch: Batch, chunk_rows: int, timeout_s: float
@@ -276,10 +334,13 @@ class InferenceClient:
         """Explain a batch: :data:`EXPLANATION`'s outputs, by name, for every row.
 
         The chunks are explained one after another under one deadline (explaining is
-        costly: one request keeps to one core of one replica at a time).
+        costly: one request keeps to one core of one replica at a time), every chunk
+        pinned to the version ``schema`` describes: the contributions' names are that
+        version's, and a swap makes the caller refresh the schema and start again.
 
         Raises:
-            StaleSchemaError: the server rejected the request as not matching its model.
+            StaleSchemaError: the server rejected the request as not matching its model,
+                or serves another version than ``schema`` describes.
             ApiError: 501 when the server does not explain, 503/504 when it is
                 unavailable, busy or too slow, 502 when its answer is unusable.
 
@@ -291,7 +352,9 @@ class InferenceClient:
         parts: list[dict[str, NDArray[Any]]] = []
         for start in range(0, batch.n_rows, chunk_rows):
             stop = min(start + chunk_rows, batch.n_rows)
-            request = encode_request(schema, batch, start, stop, EXPLANATION)
+            request = encode_request(
+                schema, batch, start, stop, EXPLANATION, version=schema.version
+            )
             try:
                 response = self._infer(request, timeout=deadline - time.monotonic())
             except grpc.RpcError as exc:

@@ -17,15 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-from numpy.typing import NDArray
-
 from gateway import metrics
 from gateway.convert import Batch, concat_batches
 from gateway.errors import ApiError, timed_out
-from gateway.wire import ModelSchema
+from gateway.wire import ModelSchema, Scores
 
-Scores = tuple[NDArray[np.float64], NDArray[np.int64]]
 Infer = Callable[[ModelSchema, Batch, float], Scores]
 """Score a batch within a timeout (seconds)."""
 
@@ -102,13 +98,13 @@ class Coalescer:
             if len(group) == 1:
                 group[0].scores = self._infer(group[0].schema, group[0].batch, timeout)
                 return
-            probability, label = self._infer(
+            probability, label, version = self._infer(
                 group[0].schema, concat_batches([r.batch for r in group]), timeout
             )
             start = 0
             for request in group:
                 stop = start + request.batch.n_rows
-                request.scores = (probability[start:stop], label[start:stop])
+                request.scores = Scores(probability[start:stop], label[start:stop], version)
                 start = stop
         except Exception as error:  # handed to every member to raise
             for request in group:

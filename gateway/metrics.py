@@ -123,6 +123,11 @@ COALESCED = Histogram(
     "Requests sent together in one ModelInfer call (merged while another was in flight).",
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
 )
+ANSWERS = Counter(
+    "gateway_model_answers",
+    "Requests answered with scores, by route and the model version that gave them.",
+    ["route", "version"],
+)
 INFERENCE_ERRORS = Counter(
     "gateway_inference_errors",
     "Failed calls to the inference server, by HTTP status answered.",
@@ -147,6 +152,12 @@ def observe_request(route: str, status: int, seconds: float | None) -> None:
 def observe_rows(n_rows: int) -> None:
     """Record the rows of an accepted /predict request."""
     ROWS.observe(n_rows)
+
+
+@_best_effort
+def count_answer(route: str, version: str) -> None:
+    """Count a request answered with scores by model ``version``."""
+    ANSWERS.labels(route, version).inc()
 
 
 @_best_effort

@@ -318,9 +318,9 @@ def _binary_values(name: str, datatype: str, raw: bytes, n_rows: int) -> Sequenc
 
 
 def infer_response(
-    schema: ModelSchema, infer: InferRequest, outputs: Mapping[str, NDArray[Any]]
+    schema: ModelSchema, infer: InferRequest, outputs: Mapping[str, NDArray[Any]], version: str
 ) -> dict[str, Any]:
-    """The OIP answer holding the requested ``outputs`` as JSON tensors."""
+    """The OIP answer holding the requested ``outputs`` as JSON tensors, from ``version``."""
     tensors = []
     for name in infer.outputs:
         values = outputs[name]
@@ -334,7 +334,7 @@ def infer_response(
         )
     answer: dict[str, Any] = {
         "model_name": schema.name,
-        "model_version": schema.version,
+        "model_version": version,
         "outputs": tensors,
     }
     if infer.id is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -104,6 +105,14 @@ class ModelSchema:
 _SUPPORTED = frozenset({FP64, FP32, BYTES})
 
 
+class Scores(NamedTuple):
+    """A batch's scores and the one model version that gave all of them."""
+
+    probability: NDArray[np.float64]
+    label: NDArray[np.int64]
+    version: str
+
+
 @lru_cache(maxsize=4096)
 def _varint(value: int) -> bytes:
     """Protobuf base-128 varint of a non-negative integer."""
@@ -117,7 +126,7 @@ def _varint(value: int) -> bytes:
 
 def request_prefix(schema: ModelSchema, n_rows: int) -> bytes:
     """Serialize a ModelInferRequest naming the model and every input with shape [n_rows]."""
-    # No model_version: any version of the model may answer (replicas mid-rollout).
+    # No model_version: any version may answer (replicas mid-rollout); see version_suffix.
     request = pb.ModelInferRequest(model_name=schema.name)
     for spec in schema.inputs:
         request.inputs.add(name=spec.name, datatype=spec.datatype, shape=[n_rows])
@@ -132,14 +141,32 @@ def outputs_suffix(outputs: tuple[str, ...]) -> bytes:
     ).SerializeToString()
 
 
+@lru_cache(maxsize=16)
+def version_suffix(version: str) -> bytes:
+    """A serialized ModelInferRequest naming ``version``: appended, it pins the call to it."""
+    return pb.ModelInferRequest(model_version=version).SerializeToString()
+
+
 def encode_request(
-    schema: ModelSchema, batch: Batch, start: int, stop: int, outputs: tuple[str, ...] = ()
+    schema: ModelSchema,
+    batch: Batch,
+    start: int,
+    stop: int,
+    outputs: tuple[str, ...] = (),
+    *,
+    version: str = "",
 ) -> bytes:
     """Serialize the ModelInferRequest for rows ``start:stop`` of ``batch``.
 
     ``outputs`` names the outputs to ask for; none asks for the server's default ones.
+    ``version`` pins the call to that model version (a server serving another answers
+    NOT_FOUND); empty lets whichever version the server serves answer.
     """
-    parts = [schema.prefix(stop - start), outputs_suffix(outputs) if outputs else b""]
+    parts = [
+        schema.prefix(stop - start),
+        outputs_suffix(outputs) if outputs else b"",
+        version_suffix(version) if version else b"",
+    ]
     append = parts.append
     for spec, column in zip(schema.inputs, batch.columns, strict=True):
         if isinstance(column, np.ndarray):

@@ -16,7 +16,11 @@ class Settings:
     """Everything the inference server process is configured with.
 
     Attributes:
-        bundle: directory of the model bundle to serve.
+        bundle: directory of the model bundle to serve (without a repository).
+        repository: model repository (:mod:`modeling.repository`): the server starts with
+            ``model_version`` from it and loads other versions on RepositoryModelLoad.
+        model_version: version to start with (empty: the repository's ``SERVING``, else
+            its latest).
         host: interface the gRPC and metrics servers bind to (loopback unless told
             otherwise; the container images set 0.0.0.0).
         port: gRPC port (0 picks a free one).
@@ -56,7 +60,9 @@ class Settings:
 
     """
 
-    bundle: Path
+    bundle: Path | None = None
+    repository: Path | None = None
+    model_version: str = ""
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int = 8002
@@ -82,6 +88,8 @@ class Settings:
 
 _ENV = {
     "bundle": "INFERENCE_BUNDLE",
+    "repository": "INFERENCE_REPOSITORY",
+    "model_version": "INFERENCE_MODEL_VERSION",
     "host": "INFERENCE_HOST",
     "port": "INFERENCE_PORT",
     "metrics_port": "INFERENCE_METRICS_PORT",
@@ -137,7 +145,7 @@ def _non_negative_float(text: str) -> float:
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """Return the CLI parser whose defaults come from ``env`` (then from :class:`Settings`)."""
-    defaults = Settings(bundle=Path())
+    defaults = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m inference",
         description="Serve one model bundle over the Open Inference Protocol v2 (gRPC).",
@@ -145,12 +153,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
     def add(flag: str, name: str, kind: Callable[[str], object], help_text: str) -> None:
         variable = _ENV[name]
-        default = env.get(variable, None if name == "bundle" else getattr(defaults, name))
+        default = env.get(variable, getattr(defaults, name))
         parser.add_argument(
             flag, dest=name, type=kind, default=default, help=f"{help_text} (env {variable})"
         )
 
-    add("--bundle", "bundle", Path, "model bundle directory (required)")
+    add("--bundle", "bundle", Path, "model bundle directory (or --repository)")
+    add("--repository", "repository", Path, "model repository directory (or --bundle)")
+    add("--model-version", "model_version", str, "repository version to start with")
     add("--host", "host", str, "bind address, default %(default)s")
     add("--port", "port", int, "gRPC port, default %(default)s")
     add("--metrics-port", "metrics_port", int, "Prometheus port, <0 disables, default %(default)s")
@@ -233,6 +243,14 @@ def load_settings(
     """Parse flags (``sys.argv`` when None) over environment defaults (``os.environ``)."""
     parser = build_parser(os.environ if env is None else env)
     options = parser.parse_args(argv)
-    if options.bundle is None or str(options.bundle) in ("", "."):
-        parser.error("--bundle (or INFERENCE_BUNDLE) is required")
-    return Settings(**vars(options))
+    bundle, repository = (
+        None if path is None or str(path) in ("", ".") else path
+        for path in (options.bundle, options.repository)
+    )
+    if (bundle is None) == (repository is None):
+        parser.error(
+            "give one of --bundle (INFERENCE_BUNDLE) and --repository (INFERENCE_REPOSITORY)"
+        )
+    if options.model_version and repository is None:
+        parser.error("--model-version needs --repository")
+    return Settings(**(vars(options) | {"bundle": bundle, "repository": repository}))

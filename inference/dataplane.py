@@ -1,4 +1,4 @@
-"""The transport-free data plane: model metadata, readiness and batched scoring.
+"""The transport-free data plane: model metadata, readiness, batched scoring, version swaps.
 
 It knows the model (a :class:`modeling.predictor.Predictor`) and the tensor specs derived
 from :mod:`modeling.schema`, but nothing of gRPC; the servicer is a thin adapter over it.
@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.batcher import BatchHook, Columns, DynamicBatcher, Outputs
+from inference.batcher import Columns, DynamicBatcher, Outputs
 from inference.tensors import Limits, TensorError, TensorSpec
 from modeling.cleaning import MISSING_TEXT, CleanBatch
 from modeling.predictor import Predictor
@@ -55,6 +56,8 @@ def input_specs() -> tuple[TensorSpec, ...]:
 
 QualityHook = Callable[[Mapping[str, int], Mapping[str, int]], None]
 """Called after every model call with its missing and unrecognised values per column."""
+VersionedBatchHook = Callable[[int, int, float, str], None]
+"""Called after every model call with its rows, requests, seconds and model version."""
 ScoredHook = Callable[[CleanBatch, NDArray[np.float64]], None]
 """Called after every model call with its cleaned rows and their probabilities (drift).
 It runs before the callers get their answers: it must only hand the arrays on."""
@@ -62,6 +65,10 @@ It runs before the callers get their answers: it must only hand the arrays on.""
 
 class ModelNotFoundError(LookupError):
     """A request named a model (or version) this server does not serve."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model is unloaded (RepositoryModelUnload): no version answers until a load."""
 
 
 class ExplanationsBusyError(RuntimeError):
@@ -95,8 +102,22 @@ class ExplainLimits:
     concurrency: int
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A call's outputs by name and the model version that computed every one of them."""
+
+    model: ModelInfo
+    outputs: dict[str, NDArray[Any]]
+
+
 class DataPlane:
-    """Serves one predictor: readiness, metadata and scoring through a dynamic batcher."""
+    """Serves one model: readiness, metadata and scoring, one version at a time.
+
+    Each loaded version has its own dynamic batcher, so a merged batch is always scored
+    by one version. A call leases the serving version for its whole length; a swap
+    (:meth:`swap`) points new calls at the new version at once, and the old one is closed
+    and released once its last lease ends.
+    """
 
     def __init__(
         self,
@@ -106,17 +127,55 @@ class DataPlane:
         max_queue_delay_s: float,
         limits: Limits,
         explain: ExplainLimits,
-        on_batch: BatchHook | None = None,
+        on_batch: VersionedBatchHook | None = None,
         on_quality: QualityHook | None = None,
         on_scored: ScoredHook | None = None,
     ) -> None:
-        self._predictor = predictor
         self.limits = limits
         self.explain_limits = explain
         self._explaining = threading.BoundedSemaphore(explain.concurrency)
+        self._batching = (max_batch_rows, max_queue_delay_s)
+        self._on_batch = on_batch
+        self._on_quality = on_quality
+        self._on_scored = on_scored
+        self.name = predictor.name
+        self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in input_specs()}
+        self.output_names = tuple(s.name for s in OUTPUTS)
+        self._leases = threading.Condition()
+        self._serving: _Served | None = self._serve(predictor)
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """True once warmed and until :meth:`drain` or :meth:`close`, while a model is served."""
+        return self._ready and self._serving is not None
+
+    @property
+    def model(self) -> ModelInfo:
+        """The serving version's info.
+
+        Raises:
+            ModelUnavailableError: after :meth:`unload`.
+
+        """
+        served = self._serving
+        if served is None:
+            raise ModelUnavailableError(f"model {self.name!r} is unloaded")
+        return served.info
+
+    @property
+    def predictor(self) -> Predictor:
+        """The serving version's predictor (see :attr:`model`)."""
+        served = self._serving
+        if served is None:
+            raise ModelUnavailableError(f"model {self.name!r} is unloaded")
+        return served.predictor
+
+    def _serve(self, predictor: Predictor) -> _Served:
+        """A version ready to take calls: its info and its own batcher."""
         names, groups = predictor.stack.contribution_names()
-        self.model = ModelInfo(
-            name=predictor.name,
+        info = ModelInfo(
+            name=self.name,
             version=str(predictor.version),
             platform=PLATFORM,
             inputs=input_specs(),
@@ -125,55 +184,74 @@ class DataPlane:
             contribution_names=names,
             contribution_groups=groups,
         )
-        self.input_specs: Mapping[str, TensorSpec] = {s.name: s for s in self.model.inputs}
-        self.output_names = tuple(s.name for s in self.model.outputs)
-        self._on_quality = on_quality
-        self._on_scored = on_scored
-        self._batcher = DynamicBatcher(
-            self._predict,
-            max_rows=max_batch_rows,
-            max_delay_s=max_queue_delay_s,
-            on_batch=on_batch,
+        on_batch = self._on_batch
+        max_rows, max_delay_s = self._batching
+        batcher = DynamicBatcher(
+            lambda columns, n_rows: self._predict(predictor, columns, n_rows),
+            max_rows=max_rows,
+            max_delay_s=max_delay_s,
+            on_batch=None
+            if on_batch is None
+            else lambda rows, requests, seconds: on_batch(rows, requests, seconds, info.version),
         )
-        self._ready = False
-
-    @property
-    def ready(self) -> bool:
-        """True once warmed and until :meth:`drain` or :meth:`close`."""
-        return self._ready
+        return _Served(predictor, info, batcher)
 
     def warm(self, rows: tuple[int, ...] = (1, 64)) -> float:
         """Score all-missing rows once per size (loads lazy state), mark ready; return seconds."""
         started = time.perf_counter()
+        predictor = self.predictor
         for n_rows in rows:
-            self._predictor.predict({}, n_rows)
+            predictor.predict({}, n_rows)
         self._ready = True
         return time.perf_counter() - started
 
     def get_model(self, name: str, version: str = "") -> ModelInfo:
-        """Return the model's info if ``name`` (and ``version``, when given) match.
+        """Return the serving version's info if ``name`` (and ``version``, when given) match.
 
         An empty name means the one model this server serves.
+
+        Raises:
+            ModelNotFoundError: another model, or a version not served (now).
+            ModelUnavailableError: after :meth:`unload`.
+
         """
-        if name not in ("", self.model.name) or version not in ("", self.model.version):
+        return self._match(self.model, name, version)
+
+    def _match(self, model: ModelInfo, name: str, version: str) -> ModelInfo:
+        if name not in ("", model.name) or version not in ("", model.version):
             wanted = f"{name!r}" + (f" version {version!r}" if version else "")
             raise ModelNotFoundError(
-                f"model {wanted} is not served here (serving {self.model.name!r} "
-                f"version {self.model.version!r})"
+                f"model {wanted} is not served here (serving {model.name!r} "
+                f"version {model.version!r})"
             )
-        return self.model
+        return model
 
     def model_ready(self, name: str, version: str = "") -> bool:
         """Whether the named model is served here and ready."""
         try:
             self.get_model(name, version)
-        except ModelNotFoundError:
+        except (ModelNotFoundError, ModelUnavailableError):
             return False
         return self._ready
 
-    def _predict(self, columns: Columns, n_rows: int) -> Outputs:
+    @contextmanager
+    def _lease(self) -> Iterator[_Served]:
+        """The serving version, kept loaded until the block ends."""
+        with self._leases:
+            served = self._serving
+            if served is None:
+                raise ModelUnavailableError(f"model {self.name!r} is unloaded")
+            served.leases += 1
+        try:
+            yield served
+        finally:
+            with self._leases:
+                served.leases -= 1
+                self._leases.notify_all()
+
+    def _predict(self, predictor: Predictor, columns: Columns, n_rows: int) -> Outputs:
         """One model call: the outputs by name; the rows' data quality to the hook."""
-        prediction = self._predictor.predict(columns, n_rows)
+        prediction = predictor.predict(columns, n_rows)
         if self._on_quality is not None:
             self._on_quality(prediction.batch.missing, prediction.batch.unrecognised)
         if self._on_scored is not None:
@@ -185,20 +263,33 @@ class DataPlane:
         columns: Mapping[str, NDArray[Any]],
         n_rows: int,
         outputs: Sequence[str] = (PROBABILITY, CLASS),
-    ) -> dict[str, NDArray[Any]]:
-        """Score ``n_rows`` rows given as columns; return at least ``outputs`` by name.
+        *,
+        name: str = "",
+        version: str = "",
+    ) -> Answer:
+        """Score ``n_rows`` rows given as columns with one version; at least ``outputs``.
 
-        Plain scores go through the dynamic batcher; a request for any explanation
-        output is explained on the caller's thread, within :class:`ExplainLimits`.
+        Plain scores go through the version's dynamic batcher; a request for any
+        explanation output is explained on the caller's thread, within
+        :class:`ExplainLimits`.
 
         Raises:
+            ModelNotFoundError: ``name`` or ``version`` is not the one served.
+            ModelUnavailableError: after :meth:`unload`.
             BatcherClosedError: once :meth:`close` has been called.
             TensorError: more rows than an explanation may have.
             ExplanationsBusyError: every explanation slot is taken.
 
         """
-        if not any(name in EXPLANATION_OUTPUTS for name in outputs):
-            return self._batcher.submit(columns, n_rows)
+        with self._lease() as served:
+            model = self._match(served.info, name, version)
+            if not any(output in EXPLANATION_OUTPUTS for output in outputs):
+                return Answer(model, served.batcher.submit(columns, n_rows))
+            return Answer(model, self._explain(served.predictor, columns, n_rows))
+
+    def _explain(
+        self, predictor: Predictor, columns: Mapping[str, NDArray[Any]], n_rows: int
+    ) -> dict[str, NDArray[Any]]:
         limit = self.explain_limits.max_rows
         if n_rows > limit:
             raise TensorError(f"{n_rows} rows to explain; at most {limit} per request")
@@ -207,7 +298,7 @@ class DataPlane:
                 f"all {self.explain_limits.concurrency} explanation slots are busy; retry"
             )
         try:
-            explanation = self._predictor.explain(columns, n_rows)
+            explanation = predictor.explain(columns, n_rows)
         finally:
             self._explaining.release()
         contributions = explanation.contributions
@@ -219,6 +310,42 @@ class DataPlane:
             CONTRIBUTIONS: contributions.values,
         }
 
+    def swap(self, predictor: Predictor, release_timeout_s: float | None = None) -> ModelInfo:
+        """Serve ``predictor`` from now on; return once the previous version is released.
+
+        New calls go to the new version at once; calls that leased the previous one
+        finish on it, then its batcher stops and it is dropped.
+        """
+        if predictor.name != self.name:
+            raise ModelNotFoundError(
+                f"the bundle is model {predictor.name!r}; this server serves {self.name!r}"
+            )
+        fresh = self._serve(predictor)
+        with self._leases:
+            previous, self._serving = self._serving, fresh
+        if previous is not None:
+            self._release(previous, release_timeout_s)
+        return fresh.info
+
+    def unload(self, release_timeout_s: float | None = None) -> None:
+        """Stop serving: calls from now on are refused; those in flight finish first."""
+        with self._leases:
+            previous, self._serving = self._serving, None
+        if previous is not None:
+            self._release(previous, release_timeout_s)
+
+    def _release(self, served: _Served, timeout_s: float | None) -> None:
+        """Wait for the last lease of ``served`` to end, then stop its batcher."""
+        with self._leases:
+            if not self._leases.wait_for(lambda: served.leases == 0, timeout_s):
+                log.warning(
+                    "version %s still had %d calls after %s s; closing it",
+                    served.info.version,
+                    served.leases,
+                    timeout_s,
+                )
+        served.batcher.close(timeout_s)
+
     def drain(self) -> None:
         """Report not ready from now on (scoring still works until :meth:`close`)."""
         self._ready = False
@@ -226,4 +353,16 @@ class DataPlane:
     def close(self, timeout: float | None = None) -> None:
         """Stop being ready, finish queued requests and stop the batcher."""
         self._ready = False
-        self._batcher.close(timeout)
+        served = self._serving
+        if served is not None:
+            served.batcher.close(timeout)
+
+
+@dataclass(eq=False)
+class _Served:
+    """One loaded version: its predictor, what ModelMetadata says of it, its batcher."""
+
+    predictor: Predictor
+    info: ModelInfo
+    batcher: DynamicBatcher
+    leases: int = 0

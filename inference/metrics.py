@@ -52,7 +52,9 @@ class Metrics:
             "inference_model_duration_seconds", "Time of one model call (cleaning + scoring).",
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.rows = Counter("inference_rows_scored", "Rows scored by the model.", registry=r)
+        self.rows = Counter(
+            "inference_rows_scored", "Rows scored, by model version.", ["version"], registry=r
+        )
         self.missing = Counter(
             "inference_missing_values", "Missing input values by column.", ["column"], registry=r
         )
@@ -74,12 +76,19 @@ class Metrics:
         self.requests.labels(method, code).inc()
         self.latency.labels(method).observe(seconds)
 
-    def observe_batch(self, n_rows: int, n_requests: int, seconds: float) -> None:
-        """Record one model call: its rows, the requests it served and its duration."""
+    def observe_batch(self, n_rows: int, n_requests: int, seconds: float, version: str) -> None:
+        """Record one model call: its rows, the requests it served, its duration, its version."""
         self.batch_rows.observe(n_rows)
         self.batch_requests.observe(n_requests)
         self.model_seconds.observe(seconds)
-        self.rows.inc(n_rows)
+        self.rows.labels(version).inc(n_rows)
+
+    def observe_serving(self, name: str, serving: str | None, previous: str | None) -> None:
+        """Point ``inference_model_info`` at the serving version (none once unloaded)."""
+        if previous is not None and previous != serving:
+            self.model_info.remove(name, previous)
+        if serving is not None:
+            self.model_info.labels(name, serving).set(1)
 
     def observe_quality(self, missing: Mapping[str, int], unrecognised: Mapping[str, int]) -> None:
         """Count the missing and unrecognised values of one model call's rows, per column."""

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
+from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -24,13 +25,15 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from inference import logs, tls
 from inference.config import Settings, load_settings
-from inference.dataplane import DataPlane, ExplainLimits
+from inference.dataplane import DataPlane, ExplainLimits, ModelInfo
 from inference.drift import DriftCollector, DriftTracker
 from inference.metrics import Metrics
+from inference.rollout import Rollout
 from inference.servicer import InferenceServicer
 from inference.tensors import Limits
 from modeling.bundle import BundleError
 from modeling.predictor import Predictor, load_bundle
+from modeling.repository import Repository
 from proto import inference_pb2, inference_pb2_grpc
 from proto.codec import SERVICE_NAME
 
@@ -53,7 +56,7 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
 
 
 class InferenceServer:
-    """One predictor served over gRPC (OIP v2, health, reflection) with metrics."""
+    """One model served over gRPC (OIP v2 and its repository extension, health, reflection)."""
 
     def __init__(
         self, predictor: Predictor, settings: Settings, metrics: Metrics | None = None
@@ -70,7 +73,7 @@ class InferenceServer:
             predictor,
             max_batch_rows=settings.max_batch_rows,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000,
-            on_batch=self.metrics.observe_batch,
+            on_batch=self.metrics.observe_batch,  # with each batch's version
             on_quality=self.metrics.observe_quality,
             on_scored=self.drift.observe if self.drift is not None else None,
             limits=Limits(settings.max_request_rows, settings.max_text_bytes),
@@ -89,8 +92,14 @@ class InferenceServer:
                 ("grpc.max_connection_age_grace_ms", _MAX_CONNECTION_AGE_GRACE_MS),
             ],
         )
+        self.rollout = Rollout(
+            self.plane,
+            Repository(settings.repository) if settings.repository is not None else None,
+            accelerate=settings.compile_trees,
+            on_swap=self._on_swap,
+        )
         inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.plane, self.metrics), self._server
+            InferenceServicer(self.plane, self.metrics, self.rollout), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         if settings.reflection:
@@ -122,8 +131,7 @@ class InferenceServer:
         if settings.metrics_port >= 0:
             self.metrics_port = self.metrics.serve(settings.host, settings.metrics_port)
         warm_s = self.plane.warm()
-        model = self.plane.model
-        self.metrics.model_info.labels(model.name, model.version).set(1)
+        self._on_swap(self.plane.model, None)
         self._server.start()
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -136,6 +144,18 @@ class InferenceServer:
         self.health_port = server.add_insecure_port(f"{host}:{port}")
         server.start()
         self._health_server = server
+
+    def _on_swap(self, serving: ModelInfo | None, previous: ModelInfo | None) -> None:
+        """Name the serving version on the metrics and in gRPC health (none: NOT_SERVING)."""
+        self.metrics.observe_serving(
+            self.plane.name,
+            serving.version if serving else None,
+            previous.version if previous else None,
+        )
+        status = health_pb2.HealthCheckResponse
+        if previous is not None or serving is None:  # not at start: start() reports SERVING
+            for service in ("", SERVICE_NAME):
+                self.health.set(service, status.SERVING if serving else status.NOT_SERVING)
 
     def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight ones finish (up to ``grace_s``)."""
@@ -165,17 +185,26 @@ def serve(server: InferenceServer, stop: threading.Event) -> None:
     )
 
 
+def _first_model(settings: Settings) -> Predictor:
+    """The bundle, or the repository's ``--model-version`` (else SERVING, else the latest)."""
+    if settings.repository is None:
+        return load_bundle(settings.bundle or Path())
+    repository = Repository(settings.repository)
+    return repository.load(settings.model_version or repository.serving())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m inference``; return the process exit code."""
     settings = load_settings(argv)
     logs.configure(settings.log_level)
     started = time.perf_counter()
+    source = settings.repository if settings.repository is not None else settings.bundle
     try:
-        predictor = load_bundle(settings.bundle)
+        predictor = _first_model(settings)
         if settings.compile_trees:
             predictor.accelerate()  # in the background; the booster answers meanwhile
     except (BundleError, OSError) as error:
-        print(f"inference: cannot serve bundle {settings.bundle}: {error}", file=sys.stderr)
+        print(f"inference: cannot serve {source}: {error}", file=sys.stderr)
         return EXIT_BAD_BUNDLE
     load_s = time.perf_counter() - started
     server = InferenceServer(predictor, settings)
@@ -202,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "event": "ready",
             "model": model.name,
             "version": model.version,
-            "bundle": str(settings.bundle),
+            "bundle": str(source),
             "grpc_port": server.port,
             "metrics_port": server.metrics_port,
             "tls": "mutual" if settings.tls_client_ca else "on" if settings.tls_cert else "off",

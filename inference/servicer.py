@@ -2,23 +2,32 @@
 
 Each handler decodes the request, calls :class:`~inference.dataplane.DataPlane` and
 encodes the answer; errors become gRPC status codes (INVALID_ARGUMENT for a malformed
-request, NOT_FOUND for another model, UNAVAILABLE while shutting down, INTERNAL for
-anything unexpected). Every call is counted and timed.
+request, NOT_FOUND for another model or version, UNAVAILABLE while shutting down or
+unloaded, FAILED_PRECONDITION for a refused load, ABORTED for a load while another runs,
+INTERNAL for anything unexpected). The model repository extension's calls go to
+:class:`~inference.rollout.Rollout`. Every call is counted and timed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import TypeVar
 
 import grpc
 
 from inference.batcher import BatcherClosedError
-from inference.dataplane import DataPlane, ExplanationsBusyError, ModelNotFoundError
+from inference.dataplane import (
+    DataPlane,
+    ExplanationsBusyError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+)
 from inference.metrics import Metrics
+from inference.rollout import LoadBusyError, LoadError, Rollout
 from inference.tensors import decode_inputs, encode_outputs, requested_outputs
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
@@ -35,6 +44,7 @@ from proto.codec import (
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "scoring-service-inference"
+REPOSITORY_EXTENSION = "model_repository"
 
 T = TypeVar("T")
 
@@ -46,25 +56,33 @@ def _server_version() -> str:
         return "unknown"
 
 
+_STATUS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], grpc.StatusCode], ...] = (
+    (CodecError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
+    ((BatcherClosedError, ModelUnavailableError), grpc.StatusCode.UNAVAILABLE),
+    (ExplanationsBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (LoadBusyError, grpc.StatusCode.ABORTED),  # before LoadError, its base
+    (LoadError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
 def _status(error: Exception) -> grpc.StatusCode:
     """The gRPC status code for an error raised while handling a call."""
-    if isinstance(error, CodecError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, ModelNotFoundError):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(error, BatcherClosedError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, ExplanationsBusyError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    for kinds, code in _STATUS:
+        if isinstance(error, kinds):
+            return code
     return grpc.StatusCode.INTERNAL
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """``inference.GRPCInferenceService`` over one :class:`DataPlane`."""
 
-    def __init__(self, plane: DataPlane, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, plane: DataPlane, metrics: Metrics | None = None, rollout: Rollout | None = None
+    ) -> None:
         self._plane = plane
         self._metrics = metrics
+        self._rollout = rollout if rollout is not None else Rollout(plane, None)
         self._version = _server_version()
 
     def _call(self, method: str, context: grpc.ServicerContext, handler: Callable[[], T]) -> T:
@@ -118,11 +136,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ServerMetadata(  # noqa: N802
         self, _request: pb.ServerMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ServerMetadataResponse:
-        """Server name and version; no optional protocol extensions."""
+        """Server name and version; the model repository extension when it has a repository."""
+        extensions = [REPOSITORY_EXTENSION] if self._rollout.repository is not None else []
         return self._call(
             "ServerMetadata",
             context,
-            lambda: pb.ServerMetadataResponse(name=SERVER_NAME, version=self._version),
+            lambda: pb.ServerMetadataResponse(
+                name=SERVER_NAME, version=self._version, extensions=extensions
+            ),
         )
 
     def ModelMetadata(  # noqa: N802
@@ -159,10 +180,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         def handle() -> pb.ModelInferResponse:
             plane = self._plane
-            model = plane.get_model(request.model_name, request.model_version)
+            plane.get_model(request.model_name, request.model_version)  # before decoding
             columns, n_rows = decode_inputs(request, plane.input_specs, plane.limits)
             names = requested_outputs(request, plane.output_names, DEFAULT_OUTPUTS)
-            values = plane.infer(columns, n_rows, names)
+            answer = plane.infer(
+                columns, n_rows, names, name=request.model_name, version=request.model_version
+            )
+            model, values = answer.model, answer.outputs
             specs = {spec.name: spec for spec in model.outputs}
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=model.version, id=request.id
@@ -171,3 +195,68 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return response
 
         return self._call("ModelInfer", context, handle)
+
+    def RepositoryIndex(  # noqa: N802
+        self, request: pb.RepositoryIndexRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        """The versions in the model repository, each READY, UNAVAILABLE (and why) or LOADING."""
+
+        def handle() -> pb.RepositoryIndexResponse:
+            response = pb.RepositoryIndexResponse()
+            for state in self._rollout.index(ready_only=request.ready):
+                response.models.add(
+                    name=state.name, version=state.version, state=state.state, reason=state.reason
+                )
+            return response
+
+        return self._call("RepositoryIndex", context, handle)
+
+    def RepositoryModelLoad(  # noqa: N802
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        """Load a version (``version`` parameter, else the latest), verify it, swap it in."""
+
+        def handle() -> pb.RepositoryModelLoadResponse:
+            version = requested_version(request.parameters)
+            self._rollout.load(request.model_name, version)
+            return pb.RepositoryModelLoadResponse()
+
+        return self._call("RepositoryModelLoad", context, handle)
+
+    def RepositoryModelUnload(  # noqa: N802
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        """Stop serving the model once the calls in flight have finished."""
+
+        def handle() -> pb.RepositoryModelUnloadResponse:
+            self._rollout.unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+
+        return self._call("RepositoryModelUnload", context, handle)
+
+
+def requested_version(parameters: Mapping[str, pb.ModelRepositoryParameter]) -> str:
+    """The version a load names: ``version`` (string or integer), or tritonclient's ``config``.
+
+    ``config`` is Triton's model configuration as JSON; only its version policy is read
+    (``{"version_policy": {"specific": {"versions": [N]}}}``). Neither: "" (the latest).
+
+    Raises:
+        CodecError: a ``config`` that is not such JSON.
+
+    """
+    if "version" in parameters:
+        parameter = parameters["version"]
+        if parameter.WhichOneof("parameter_choice") == "int64_param":
+            return str(parameter.int64_param)
+        return parameter.string_param
+    if "config" not in parameters:
+        return ""
+    try:
+        config = json.loads(parameters["config"].string_param or "{}")
+        versions = config.get("version_policy", {}).get("specific", {}).get("versions", [])
+    except (ValueError, AttributeError) as error:
+        raise CodecError(f"load config is not a JSON model configuration: {error}") from None
+    if not isinstance(versions, list) or len(versions) > 1:
+        raise CodecError("load config must name at most one version in version_policy.specific")
+    return str(versions[0]) if versions else ""

@@ -52,6 +52,15 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+def schema_manifest() -> dict[str, Any]:
+    """The schema this code reads, as a manifest records it (columns, kinds, vocabularies)."""
+    return {
+        "columns": list(COLUMNS),
+        "kinds": {c: str(KINDS[c]) for c in COLUMNS},
+        "vocabularies": {c: list(v) for c, v in VOCABULARIES.items()},
+    }
+
+
 def save_bundle(
     stack: Stack, directory: Path, *, profile: ReferenceProfile | None = None, **details: Any
 ) -> dict[str, Any]:
@@ -71,11 +80,7 @@ def save_bundle(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "threshold": stack.threshold,
         "learners": stack.meta.names,
-        "schema": {
-            "columns": list(COLUMNS),
-            "kinds": {c: str(KINDS[c]) for c in COLUMNS},
-            "vocabularies": {c: list(v) for c, v in VOCABULARIES.items()},
-        },
+        "schema": schema_manifest(),
         "feature_order": list(COLUMNS),
         "selected_columns": sorted(
             {name for learner in stack.learners.values() for name in learner.column_names},

@@ -57,7 +57,8 @@ class Predictor:
 
     Attributes:
         name: the bundle's name (its directory name).
-        version: the bundle's creation time, which identifies one training run.
+        version: the bundle's version in its model repository (:mod:`modeling.repository`),
+            else its creation time; either identifies one training run.
         threshold: the probability at and above which ``label`` is 1.
         manifest: the bundle's verified manifest.
         profile: the training data's reference profile (None for an older bundle).
@@ -74,7 +75,7 @@ class Predictor:
         self.profile = profile
         self.manifest = dict(manifest)
         self.name = str(manifest.get("name", "model"))
-        self.version = str(manifest.get("created_at", "1"))
+        self.version = str(manifest.get("version") or manifest.get("created_at", "1"))
         self.threshold = stack.threshold
 
     @classmethod

@@ -16,3 +16,16 @@ def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code = modeling_main(["train", "--synthetic", "2000", "--profile", "quick", "--out", str(out)])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository of two real versions: ``train --repository`` run twice (seeds 0, 7).
+
+    Tests that add versions copy it first.
+    """
+    root = tmp_path_factory.mktemp("repository") / "scoring"
+    for seed in ("0", "7"):
+        argv = ["train", "--synthetic", "2000", "--profile", "quick", "--seed", seed]
+        assert modeling_main([*argv, "--repository", str(root)]) == 0
+    return root

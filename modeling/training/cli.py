@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 
 from modeling.bundle import BundleError
 from modeling.predictor import load_bundle
+from modeling.repository import Repository
 from modeling.training.data import DataError, read_csv
 from modeling.training.fit import TrainingSet, train, training_set
 from modeling.training.params import PROFILES, load_params
@@ -69,17 +71,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"training on {len(data.target)} rows, {data.features.shape[1]} features, "
         f"{params['folds']}-fold out-of-fold stacking"
     )
-    stack, manifest = train(data, params, args.out, progress=report, seed=args.seed, demo=demo)
+    out: Path = args.out
+    identity: dict[str, str] = {}
+    if args.repository is not None:
+        repository = Repository(args.repository)
+        version = repository.next_version()
+        out = repository.root / f".training-{version}-{os.getpid()}"
+        identity = {"name": repository.name, "version": version}
+    stack, manifest = train(
+        data, params, out, progress=report, seed=args.seed, demo=demo, identity=identity
+    )
+    if args.repository is not None:
+        out = _publish(out, repository.path(identity["version"]))
+        report(f"version {identity['version']} of model {identity['name']!r}")
     for name, metrics in manifest["cv_metrics"].items():
         report(
             f"CV AUC {name:9s} {metrics['auc']:.4f} [{metrics['low']:.4f}, {metrics['high']:.4f}]"
         )
-    report(f"bundle written to {args.out} (threshold {stack.threshold:.3f})")
+    report(f"bundle written to {out} (threshold {stack.threshold:.3f})")
     for warning in manifest["warnings"]:
         print(f"*** WARNING: {warning} ***", file=sys.stderr)
     if demo:
         print(DEMO_NOTICE, file=sys.stderr)
     return 0
+
+
+def _publish(staged: Path, final: Path) -> Path:
+    """Move a finished bundle to its version's directory (never over another version)."""
+    try:
+        staged.rename(final)
+    except OSError as error:
+        raise BundleError(
+            f"cannot publish {final.name}: {error} (did another training run take it?); "
+            f"the bundle is left in {staged}"
+        ) from error
+    return final
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -162,7 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parser = commands.add_parser("train", help="train the stacked ensemble into a bundle")
     _add_data_arguments(train_parser)
-    train_parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    target = train_parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="bundle directory to write")
+    target.add_argument(
+        "--repository",
+        type=Path,
+        help="model repository to add the next version to (never overwrites one)",
+    )
     train_parser.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="cross-validated model report")

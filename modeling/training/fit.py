@@ -128,8 +128,12 @@ def train(
     progress: Progress,
     seed: int = 0,
     demo: bool = False,
+    identity: dict[str, str] | None = None,
 ) -> tuple[Stack, dict[str, Any]]:
-    """Cross-validate, refit on all rows and write the bundle; return it and its manifest."""
+    """Cross-validate, refit on all rows and write the bundle; return it and its manifest.
+
+    ``identity`` (``name`` and ``version`` in a model repository) goes into the manifest.
+    """
     check_learnable(data.target, params)
     started = time.perf_counter()
     oof = out_of_fold(data.features, data.target, params, seed=seed, progress=progress)
@@ -148,5 +152,6 @@ def train(
         warnings=trust_warnings(metrics),
         stacking_weights=stack.meta.weights(),
         training_seconds=round(time.perf_counter() - started, 1),
+        **(identity or {}),
     )
     return stack, manifest

@@ -154,7 +154,8 @@ def start_inference(tmp_path: Path) -> Iterator[StartInference]:
     """Factory: start ``bin/start-inference`` on free ports; stopped at teardown.
 
     Call it as ``start_inference(bundle, *extra_args, wait=True, **env)``; the result's
-    ``ports`` holds ``grpc`` and ``metrics``. With ``wait=False`` it returns at once.
+    ``ports`` holds ``grpc`` and ``metrics``. With ``wait=False`` it returns at once. A
+    directory without a manifest is served as a model repository (``--repository``).
     """
     started: list[ManagedProcess] = []
 
@@ -162,7 +163,7 @@ def start_inference(tmp_path: Path) -> Iterator[StartInference]:
         ports = {"grpc": free_port(), "metrics": free_port()}
         argv = [
             str(START_INFERENCE),
-            "--bundle", str(bundle),
+            "--bundle" if (bundle / "manifest.json").exists() else "--repository", str(bundle),
             "--host", "127.0.0.1",
             "--port", str(ports["grpc"]),
             "--metrics-port", str(ports["metrics"]),

@@ -144,8 +144,9 @@ def test_concurrent_single_rows_are_each_answered_correctly(
         got = list(pool.map(one, range(200)))
     np.testing.assert_allclose(got, expected, atol=1e-12)
     after = metrics_text(inference_server)
-    rows_scored = sample(after, "inference_rows_scored_total") - sample(
-        before, "inference_rows_scored_total"
+    version = f'{{version="{predictor.version}"}}'
+    rows_scored = sample(after, "inference_rows_scored_total", version) - sample(
+        before, "inference_rows_scored_total", version
     )
     model_calls = sample(after, "inference_batch_rows_count") - sample(
         before, "inference_batch_rows_count"
@@ -200,7 +201,7 @@ def test_metrics_endpoint(inference_server: ManagedProcess, stub, predictor: Pre
 
     assert delta("inference_requests_total", '{code="OK",method="ModelInfer"}') == 1
     assert delta("inference_request_duration_seconds_count", '{method="ModelInfer"}') == 1
-    assert delta("inference_rows_scored_total") == 6
+    assert delta("inference_rows_scored_total", f'{{version="{predictor.version}"}}') == 6
     assert delta("inference_batch_rows_sum") == 6
     assert delta("inference_missing_values_total", '{column="x3"}') == 6
     assert delta("inference_unrecognised_values_total", '{column="x1"}') == 6

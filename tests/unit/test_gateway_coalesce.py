@@ -16,7 +16,7 @@ import pytest
 from gateway.coalesce import Coalescer
 from gateway.convert import Batch, InputSpec, concat_batches
 from gateway.errors import ApiError
-from gateway.wire import ModelSchema
+from gateway.wire import ModelSchema, Scores
 
 SCHEMA = ModelSchema("m", "1", (InputSpec("x0", "FP64"), InputSpec("x1", "BYTES")))
 
@@ -26,7 +26,8 @@ def batch(*values: float) -> Batch:
 
 
 class Scorer:
-    """Scores each row by its x0; the first call can be held open to let others queue."""
+    """Scores each row by its x0, answered as version ``v<call number>``; the first call
+    can be held open to let others queue."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []
@@ -44,7 +45,7 @@ class Scorer:
         assert isinstance(x0, np.ndarray)
         if np.isnan(x0).any():
             raise ApiError(503, "down")
-        return x0 * 2, (x0 > 0).astype(np.int64)
+        return Scores(x0 * 2, (x0 > 0).astype(np.int64), f"v{len(self.calls)}")
 
 
 def test_concat_batches_keeps_order() -> None:
@@ -58,7 +59,8 @@ def test_a_lone_request_is_sent_at_once() -> None:
     scorer = Scorer()
     scorer.hold.set()
     coalescer = Coalescer(scorer, max_rows=100, deadline_s=5)
-    probability, label = coalescer.infer(SCHEMA, batch(1.5, -2.0))
+    probability, label, version = coalescer.infer(SCHEMA, batch(1.5, -2.0))
+    assert version == "v1"
     assert probability.tolist() == [3.0, -4.0]
     assert label.tolist() == [1, 0]
     assert scorer.calls == [2]
@@ -77,8 +79,10 @@ def test_requests_queued_behind_a_call_share_the_next_one() -> None:
             threading.Event().wait(0.01)
         scorer.hold.set()
         assert first.result(5)[0].tolist() == [200.0]
+        assert first.result(5).version == "v1"
         for i, future in enumerate(rest, start=1):
-            probability, label = future.result(5)
+            probability, label, version = future.result(5)
+            assert version == "v2"  # every member of a merged call: the version that scored it
             assert probability.tolist() == [2.0 * i, -2.0 * i]
             assert label.tolist() == [1, 0]
     assert scorer.calls == [1, 12]  # the six queued requests went out as one call

@@ -52,6 +52,9 @@ def test_environment_sets_defaults_and_flags_win() -> None:
         (["--bundle", "b", "--max-batch-rows", "0"], {}, "must be >= 1"),
         (["--bundle", "b"], {"INFERENCE_MAX_QUEUE_DELAY_MS": "-1"}, "must be >= 0"),
         (["--bundle", "b", "--port", "http"], {}, "invalid int"),
+        (["--bundle", "b", "--repository", "r"], {}, "one of --bundle"),
+        (["--bundle", "b"], {"INFERENCE_REPOSITORY": "r"}, "one of --bundle"),
+        (["--bundle", "b", "--model-version", "2"], {}, "--model-version needs --repository"),
     ],
 )
 def test_bad_settings_exit_2_with_a_message(
@@ -94,6 +97,17 @@ def test_log_lines_are_json_with_extra_fields(capsys: pytest.CaptureFixture[str]
     )
     assert ready["ts"].endswith("Z")
     assert "ValueError: boom" in failed["exception"]
+
+
+def test_a_repository_and_the_version_to_start_with() -> None:
+    settings = load_settings([], env={"INFERENCE_REPOSITORY": "models/scoring"})
+    assert (settings.bundle, settings.repository, settings.model_version) == (
+        None,
+        Path("models/scoring"),
+        "",
+    )
+    settings = load_settings(["--repository", "r", "--model-version", "3"], env={})
+    assert (settings.repository, settings.model_version) == (Path("r"), "3")
 
 
 def test_loopback_by_default_and_limits_and_reflection_from_the_environment() -> None:

@@ -332,7 +332,7 @@ def test_metrics_count_rows_batches_and_data_quality(
     del columns["x7"]
     call(servicer, "ModelInfer", infer_request(predictor.name, columns))
     sample = metrics.registry.get_sample_value
-    assert sample("inference_rows_scored_total") == 4
+    assert sample("inference_rows_scored_total", {"version": predictor.version}) == 4
     assert sample("inference_batch_rows_count") == 1
     assert sample("inference_batch_rows_sum") == 4
     assert sample("inference_batch_requests_sum") == 1
