@@ -223,7 +223,8 @@ def _explain(
 
     def explain(schema: ModelSchema) -> tuple[ModelSchema, dict[str, NDArray[Any]]]:
         batch = _convert(config, schema, body)
-        listed = len(schema.contribution_names) if top is None else top
+        listed = len(schema.contribution_names)
+        listed = listed if top is None else min(top, listed)  # a larger top lists them all
         answer = memory.BYTES_PER_CONTRIBUTION * batch.n_rows * max(listed, 1)
         if answer > config.memory_budget_bytes:
             raise ApiError(
