@@ -38,6 +38,8 @@ _ERRORS: dict[int, str] = {
     405: "method not allowed",
     414: "request line too long",
     494: "request headers too large",
+    501: "transfer coding not supported: send the body with Content-Length or chunked only",
+    505: "HTTP version not supported: use HTTP/1.1",
     500: "gateway could not buffer the request (busy), retry later",
     502: "gateway workers unavailable",
     503: "gateway workers unavailable",
