@@ -284,7 +284,7 @@ def _convert(config: Config, schema: ModelSchema, body: bytes) -> Batch:
     batch = schema.decoder().batch(body, config.max_text_chars)
     if batch is not None:  # its rows are objects, counted against max_rows before decoding
         return batch
-    rows = parse_body(body)
+    rows = parse_body(body, config.max_error_details)
     _check_rows(len(rows), config)  # rows of other types are not: before converting them
     return rows_to_batch(
         rows,
