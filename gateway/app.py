@@ -21,7 +21,7 @@ from flask import Flask, Response, g, request
 from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
-from gateway import memory, metrics
+from gateway import memory, metrics, scan
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
@@ -175,18 +175,25 @@ def _too_large(limit: int) -> ApiError:
 def _count_values(body: bytes, config: Config) -> int:
     """The JSON values a body may hold at most (one per comma, plus one).
 
+    Every ``,`` and ``{`` byte counts at first; a body over a limit by that count is
+    counted again outside its strings (:func:`gateway.scan.outside_strings`), so text
+    values holding commas or braces are never refused for them.
+
     Raises:
-        ApiError: 413 when the body may hold more values than ``config.max_values``, or
+        ApiError: 413 when the body holds more values than ``config.max_values``, or
             more objects than ``config.max_rows`` (byte counts made before decoding, so a
             body of millions of tiny values never costs the memory of decoding them).
 
     """
-    values = body.count(b",") + 1
+    values, objects = body.count(b",") + 1, body.count(b"{")
+    if values > config.max_values or objects > config.max_rows:
+        objects, commas = scan.outside_strings(body)
+        values = commas + 1
     if values > config.max_values:
         raise ApiError(
             413, f"more than {config.max_values} JSON values; the limit is {config.max_values}"
         )
-    if body.count(b"{") > config.max_rows:
+    if objects > config.max_rows:
         raise ApiError(
             413, f"more than {config.max_rows} JSON objects (rows); the limit is {config.max_rows}"
         )
