@@ -21,7 +21,7 @@ from flask import Flask, Response, g, request
 from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
-from gateway import memory, metrics, scan
+from gateway import drain, memory, metrics, scan
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
@@ -53,6 +53,8 @@ def create_app(config: Config | None = None) -> Flask:
     config = Config.from_env() if config is None else config
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    # whatever answers, the rest of the body is read: the answer then reaches the client
+    app.wsgi_app = drain.read_to_the_end(app.wsgi_app, config.max_body_bytes)  # type: ignore[method-assign,assignment]
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
     coalescer = Coalescer(
