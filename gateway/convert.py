@@ -112,7 +112,7 @@ def _not_utf8(body: bytes, max_errors: int) -> ApiError | None:
         return None
     message = f"malformed JSON: not UTF-8 (byte 0x{body[offset]:02x} at offset {offset})"
     try:
-        data = json.loads(body.decode(errors="surrogateescape"))
+        data = json.loads(body.decode(errors="surrogateescape"), strict=False)
     except (ValueError, RecursionError):  # not JSON either: the offset says where
         return bad_request(message)
     rows = [data] if isinstance(data, dict) else data if isinstance(data, list) else []

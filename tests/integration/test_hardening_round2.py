@@ -20,6 +20,8 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.training.synthetic import synthetic_records
@@ -68,13 +70,13 @@ def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
     return status, json.loads(answer)
 
 
-def with_raw_value(field: str, raw: bytes, index: int = 1) -> bytes:
-    """A body of three valid rows whose row ``index`` has ``raw`` (bytes) as ``field``'s text."""
+def with_raw_value(field: str, raw: bytes, index: int = 1, *, quoted: bool = True) -> bytes:
+    """A body of three valid rows whose row ``index`` has ``raw`` (bytes) as ``field``'s value."""
     rows = []
     for i in range(3):
         row = {key: value for key, value in ROW.items() if key != field}
         encoded = json.dumps(row).encode()
-        value = b'"' + raw + b'"' if i == index else b'"1"'
+        value = (b'"' + raw + b'"' if quoted else raw) if i == index else b'"1"'
         rows.append(encoded[:-1] + b', "' + field.encode() + b'": ' + value + b"}")
     return b"[" + b", ".join(rows) + b"]"
 
@@ -294,3 +296,58 @@ def test_an_unsupported_http_version_is_refused_with_json(
     if status != 200:
         contract_error(answer)
 
+
+
+# ---- the net for the next round: arbitrary bytes in any value, both routes -------------------
+
+
+def is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("edge", EDGES)
+@pytest.mark.parametrize("route", ROUTES)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    field=st.sampled_from(COLUMNS),
+    raw=st.one_of(
+        st.binary(max_size=48),
+        st.lists(st.integers(0x20, 0xFF), max_size=24).map(bytes),  # no control characters
+        st.text(max_size=24).map(str.encode),
+        st.tuples(st.text(max_size=8), st.sampled_from(list(NOT_UTF8.values()))).map(
+            lambda parts: parts[0].encode() + parts[1]
+        ),
+    ),
+    quoted=st.booleans(),
+    index=st.integers(0, 2),
+)
+def test_arbitrary_bytes_in_any_value_are_scored_or_a_named_400(
+    gateways: dict[str, int],
+    edge: str,
+    route: str,
+    field: str,
+    raw: bytes,
+    quoted: bool,
+    index: int,
+) -> None:
+    body = with_raw_value(field, raw, index, quoted=quoted)
+    status, headers, answer = request(gateways[edge], "POST", route, body, JSON)
+    assert status in (200, 400), (status, answer)
+    assert headers["Content-Type"] == "application/json"
+    decoded = json.loads(answer)
+    if status == 200:
+        assert len(decoded) == 3
+        assert all(0.0 <= row["probability"] <= 1.0 for row in decoded)
+        assert is_utf8(raw)  # bytes that are not UTF-8 are never scored
+        return
+    contract_error(answer)
+    for item in decoded["details"]:
+        assert set(item) == {"row", "field", "value", "reason"}
+        assert item["row"] is None or 0 <= item["row"] <= 3
+    inside_a_string = quoted and b'"' not in raw and b"\\" not in raw
+    if inside_a_string and not is_utf8(raw):
+        assert {(item["row"], item["field"]) for item in decoded["details"]} == {(index, field)}
