@@ -297,7 +297,6 @@ def test_an_unsupported_http_version_is_refused_with_json(
         contract_error(answer)
 
 
-
 # ---- the net for the next round: arbitrary bytes in any value, both routes -------------------
 
 
@@ -329,6 +328,7 @@ def test_arbitrary_bytes_in_any_value_are_scored_or_a_named_400(
     gateways: dict[str, int],
     edge: str,
     route: str,
+    *,
     field: str,
     raw: bytes,
     quoted: bool,
