@@ -35,6 +35,7 @@ log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
 _COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
+_PIECE_BYTES = 1024 * 1024  # a body is read (and budgeted) this much at a time
 T = TypeVar("T")
 
 
@@ -144,30 +145,45 @@ def _admitted(
     declared = request.content_length
     if declared is not None and declared > config.max_body_bytes:
         raise _too_large(config.max_body_bytes)  # before it holds any of the budget
-    with budget.reserve(
-        memory.BYTES_PER_BODY_BYTE * (declared or config.max_body_bytes)
-    ) as reservation:
-        body = _read_body(config.max_body_bytes)
+    with budget.reserve(0) as reservation:
+        body = _read_body(config.max_body_bytes, declared, reservation)
         values = _count_values(body, config)
         reservation.resize(memory.estimate(len(body), values))
         return _json(handle(body, reservation))
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(limit: int, declared: int | None, reservation: memory.Reservation) -> bytes:
     """The request body, read from the server's stream whatever its framing.
+
+    It is read a piece at a time, and the reservation grows before each piece by what
+    the piece may cost: the budget holds bytes received, never bytes only promised (an
+    idle upload that declared 40 MB holds the budget of the bytes it sent).
 
     Raises:
         ApiError: 413 when it turns out longer than ``limit`` bytes (a chunked body: it is
-            never cut short), 400 when its chunked framing is broken.
+            never cut short), 400 when its chunked framing is broken, 503 when the budget
+            cannot hold the next piece now.
 
     """
-    try:
-        body: bytes = request.environ["wsgi.input"].read(limit + 1)
-    except Exception as exc:  # only the client's framing or connection can fail here
-        raise ApiError(400, f"malformed request body: {exc}") from None
-    if len(body) > limit:
+    stream = request.environ["wsgi.input"]
+    pieces: list[bytes] = []
+    received = 0
+    while received <= limit:
+        wanted = min(_PIECE_BYTES, limit + 1 - received)
+        if declared is not None:  # one byte more than promised: a body that ends there
+            wanted = min(wanted, max(declared - received, 0) + 1)
+        reservation.resize(memory.BYTES_PER_BODY_BYTE * (received + wanted))
+        try:
+            piece: bytes = stream.read(wanted)
+        except Exception as exc:  # only the client's framing or connection can fail here
+            raise ApiError(400, f"malformed request body: {exc}") from None
+        if not piece:
+            break
+        pieces.append(piece)
+        received += len(piece)
+    if received > limit:
         raise _too_large(limit)
-    return body
+    return b"".join(pieces)
 
 
 def _too_large(limit: int) -> ApiError:

@@ -14,6 +14,8 @@ import http.client
 import json
 import math
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +32,7 @@ from proto import inference_pb2_grpc as pb_grpc
 from proto.codec import CONTRIBUTIONS, LOGIT, PROBABILITY
 from tests.integration.conftest import ManagedProcess, infer_request
 from tests.integration.gateway_helpers import JSON, Gateways, predict, request
-from tests.integration.test_hardening_edge import contract_error, exchange
+from tests.integration.test_hardening_edge import contract_error, exchange, post_head
 
 pytestmark = [
     pytest.mark.integration,
@@ -351,3 +353,29 @@ def test_arbitrary_bytes_in_any_value_are_scored_or_a_named_400(
     inside_a_string = quoted and b'"' not in raw and b"\\" not in raw
     if inside_a_string and not is_utf8(raw):
         assert {(item["row"], item["field"]) for item in decoded["details"]} == {(index, field)}
+
+
+# ---- also seen: a budget held for bytes received, not bytes promised ---------------------------
+
+
+def test_an_idle_upload_holds_budget_for_the_bytes_it_sent_not_for_those_it_promised(
+    inference_server: ManagedProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    started = Gateways(tmp_path_factory.mktemp("promised"))
+    body = json.dumps(synthetic_records(1000, seed=8)).encode()  # 2.8 MB, ~13 MB estimated
+    try:
+        port = started.start(
+            f"127.0.0.1:{inference_server.ports['grpc']}",
+            GATEWAY_EDGE="none",  # behind nginx only complete bodies reach gunicorn
+            GATEWAY_MEMORY_BUDGET_BYTES=str(32 * 1024 * 1024),
+            **LIMITS,
+        ).ports["http"]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            # 3.5 MB promised (6 bytes budgeted per promised byte: 21 MB), 10 bytes sent
+            idle.sendall(post_head("Content-Length: 3500000\r\n") + b'[{"x0": 1}')
+            time.sleep(0.5)
+            for _ in range(3):
+                status, _, answer = request(port, "POST", "/predict", body, JSON)
+                assert status == 200, answer
+    finally:
+        started.stop_all()
