@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.training.synthetic import synthetic_records
-from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.codec import CONTRIBUTIONS, LOGIT, PROBABILITY
 from tests.integration.conftest import ManagedProcess, infer_request
@@ -176,9 +175,16 @@ def test_large_valid_numbers_over_grpc_are_never_internal(inference_server: Mana
     for name in (PROBABILITY, LOGIT, CONTRIBUTIONS):
         call.outputs.add(name=name)
     with grpc.insecure_channel(f"127.0.0.1:{inference_server.ports['grpc']}") as channel:
-        reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(call, timeout=60)
-    assert [o.name for o in reply.outputs] == [PROBABILITY, LOGIT, CONTRIBUTIONS]
-    assert isinstance(reply, pb.ModelInferResponse)
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        explained = stub.ModelInfer(call, timeout=60)  # was INTERNAL
+        scored = stub.ModelInfer(infer_request("", columns), timeout=60)
+    assert [o.name for o in explained.outputs] == [PROBABILITY, LOGIT, CONTRIBUTIONS]
+    np.testing.assert_allclose(
+        np.frombuffer(explained.raw_output_contents[0], "<f8"),
+        np.frombuffer(scored.raw_output_contents[0], "<f8"),  # probability comes first
+        rtol=1e-12,
+        atol=1e-15,
+    )
 
 
 # ---- 3. a large top on a small request -------------------------------------------------------
