@@ -20,7 +20,7 @@ from flask import Flask, Response, g, request
 from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
-from gateway import auth, memory, metrics, oip_rest
+from gateway import auth, drain, memory, metrics, oip_rest, scan
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
@@ -37,6 +37,7 @@ _JSON = "application/json"
 _COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
 VERSION_HEADER = "X-Model-Version"
 """The response header naming the model version that gave an answer."""
+_PIECE_BYTES = 1024 * 1024  # a body is read (and budgeted) this much at a time
 T = TypeVar("T")
 
 
@@ -55,6 +56,8 @@ def create_app(config: Config | None = None) -> Flask:
     config = Config.from_env() if config is None else config
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    # whatever answers, the rest of the body is read: the answer then reaches the client
+    app.wsgi_app = drain.read_to_the_end(app.wsgi_app, config.max_body_bytes)  # type: ignore[method-assign,assignment]
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
     coalescer = Coalescer(
@@ -173,10 +176,8 @@ def _admitted(
     declared = request.content_length
     if declared is not None and declared > config.max_body_bytes:
         raise _too_large(config.max_body_bytes)  # before it holds any of the budget
-    with budget.reserve(
-        memory.BYTES_PER_BODY_BYTE * (declared or config.max_body_bytes)
-    ) as reservation:
-        body = _read_body(config.max_body_bytes)
+    with budget.reserve(0) as reservation:
+        body = _read_body(config.max_body_bytes, declared, reservation)
         values = (_count_values if count is None else count)(body, config)
         reservation.resize(memory.estimate(len(body), values))
         answer, version = handle(body, reservation)
@@ -185,21 +186,38 @@ def _admitted(
         return _json(answer, headers={VERSION_HEADER: version})
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(limit: int, declared: int | None, reservation: memory.Reservation) -> bytes:
     """The request body, read from the server's stream whatever its framing.
+
+    It is read a piece at a time, and the reservation grows before each piece by what
+    the piece may cost: the budget holds bytes received, never bytes only promised (an
+    idle upload that declared 40 MB holds the budget of the bytes it sent).
 
     Raises:
         ApiError: 413 when it turns out longer than ``limit`` bytes (a chunked body: it is
-            never cut short), 400 when its chunked framing is broken.
+            never cut short), 400 when its chunked framing is broken, 503 when the budget
+            cannot hold the next piece now.
 
     """
-    try:
-        body: bytes = request.environ["wsgi.input"].read(limit + 1)
-    except Exception as exc:  # only the client's framing or connection can fail here
-        raise ApiError(400, f"malformed request body: {exc}") from None
-    if len(body) > limit:
+    stream = request.environ["wsgi.input"]
+    pieces: list[bytes] = []
+    received = 0
+    while received <= limit:
+        wanted = min(_PIECE_BYTES, limit + 1 - received)
+        if declared is not None:  # one byte more than promised: a body that ends there
+            wanted = min(wanted, max(declared - received, 0) + 1)
+        reservation.resize(memory.BYTES_PER_BODY_BYTE * (received + wanted))
+        try:
+            piece: bytes = stream.read(wanted)
+        except Exception as exc:  # only the client's framing or connection can fail here
+            raise ApiError(400, f"malformed request body: {exc}") from None
+        if not piece:
+            break
+        pieces.append(piece)
+        received += len(piece)
+    if received > limit:
         raise _too_large(limit)
-    return body
+    return b"".join(pieces)
 
 
 def _too_large(limit: int) -> ApiError:
@@ -209,18 +227,25 @@ def _too_large(limit: int) -> ApiError:
 def _count_values(body: bytes, config: Config) -> int:
     """The JSON values a body may hold at most (one per comma, plus one).
 
+    Every ``,`` and ``{`` byte counts at first; a body over a limit by that count is
+    counted again outside its strings (:func:`gateway.scan.outside_strings`), so text
+    values holding commas or braces are never refused for them.
+
     Raises:
-        ApiError: 413 when the body may hold more values than ``config.max_values``, or
+        ApiError: 413 when the body holds more values than ``config.max_values``, or
             more objects than ``config.max_rows`` (byte counts made before decoding, so a
             body of millions of tiny values never costs the memory of decoding them).
 
     """
-    values = body.count(b",") + 1
+    values, objects = body.count(b",") + 1, body.count(b"{")
+    if values > config.max_values or objects > config.max_rows:
+        objects, commas = scan.outside_strings(body)
+        values = commas + 1
     if values > config.max_values:
         raise ApiError(
             413, f"more than {config.max_values} JSON values; the limit is {config.max_values}"
         )
-    if body.count(b"{") > config.max_rows:
+    if objects > config.max_rows:
         raise ApiError(
             413, f"more than {config.max_rows} JSON objects (rows); the limit is {config.max_rows}"
         )
@@ -280,7 +305,8 @@ def _explanation(
     The answer's memory joins the request's reservation (``held`` before it) before
     anything is explained (once: a retry with fresh metadata resizes to the same total).
     """
-    listed = len(schema.contribution_names) if top is None else top
+    listed = len(schema.contribution_names)
+    listed = listed if top is None else min(top, listed)  # a larger top lists them all
     answer = memory.BYTES_PER_CONTRIBUTION * batch.n_rows * max(listed, 1)
     if answer > config.memory_budget_bytes:
         raise ApiError(
@@ -372,7 +398,7 @@ def _convert(config: Config, schema: ModelSchema, body: bytes) -> Batch:
     batch = schema.decoder().batch(body, config.max_text_chars)
     if batch is not None:  # its rows are objects, counted against max_rows before decoding
         return batch
-    rows = parse_body(body)
+    rows = parse_body(body, config.max_error_details)
     _check_rows(len(rows), config)  # rows of other types are not: before converting them
     return rows_to_batch(
         rows,

@@ -12,6 +12,7 @@ the joined column; numbers: numpy), and walked value by value only when that fai
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from gateway.errors import bad_request, detail, invalid_input
+from gateway.errors import ApiError, bad_request, detail, invalid_input
 from proto.codec import FP32, FP64
 
 NUMERIC_TYPES = frozenset({FP64, FP32})
@@ -71,19 +72,20 @@ def concat_batches(batches: Sequence[Batch]) -> Batch:
     return Batch(sum(batch.n_rows for batch in batches), tuple(columns))
 
 
-def parse_body(body: bytes) -> list[Any]:
+def parse_body(body: bytes, max_errors: int = 100) -> list[Any]:
     """Decode a request body into its list of rows; a lone object is one row.
 
     Raises:
         ApiError: 400 for malformed JSON (NaN/Infinity literals and numbers beyond
-            float64 included), a top-level value that is neither an object nor an
-            array, or an empty array.
+            float64 included), bytes that are not UTF-8 (naming the first
+            ``max_errors`` rows and fields that hold them), a top-level value that is
+            neither an object nor an array, or an empty array.
 
     """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise bad_request(f"malformed JSON: {exc}") from None
+        raise _not_utf8(body, max_errors) or bad_request(f"malformed JSON: {exc}") from None
     if isinstance(data, dict):
         return [data]
     if not isinstance(data, list):
@@ -93,6 +95,53 @@ def parse_body(body: bytes) -> list[Any]:
     if not data:
         raise bad_request("body is an empty array: send at least one row")
     return data
+
+
+def _not_utf8(body: bytes, max_errors: int) -> ApiError | None:
+    """The 400 for a body that is not UTF-8 (None if it is), naming each row and field.
+
+    The body is decoded again with each bad byte kept as a lone surrogate (which the
+    standard library's JSON parser carries into the strings), so the keys and text values
+    holding such bytes can be named, shown with replacement characters.
+    """
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+    else:
+        return None
+    message = f"malformed JSON: not UTF-8 (byte 0x{body[offset]:02x} at offset {offset})"
+    try:
+        data = json.loads(body.decode(errors="surrogateescape"), strict=False)
+    except (ValueError, RecursionError):  # not JSON either: the offset says where
+        return bad_request(message)
+    rows = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
+    details = [
+        detail(row, _shown(key), _shown(value), "text is not valid UTF-8")
+        for row, fields in enumerate(rows)
+        if isinstance(fields, dict)
+        for key, value in fields.items()
+        if _escaped(key) or (isinstance(value, str) and _escaped(value))
+    ]
+    if details:
+        message += f": {len(details)} invalid value{'s' if len(details) != 1 else ''}"
+    return ApiError(400, message, details[:max_errors], count=len(details))
+
+
+def _escaped(text: str) -> bool:
+    """Whether ``text`` holds a byte that was not UTF-8 (kept as a lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(value: Any) -> Any:
+    """``value`` with each byte that was not UTF-8 shown as U+FFFD."""
+    if isinstance(value, str):
+        return value.encode(errors="surrogateescape").decode(errors="replace")
+    return value
 
 
 def rows_to_batch(

@@ -9,9 +9,10 @@ escaped quote (only then could ``""`` be part of a longer string); an empty key
 rewritten that way is no longer valid JSON, so its body takes the other path.
 
 Anything irregular, an absent key, a value of another type, ``inf``, a number beyond an
-FP32 input's range, a text over the limit, makes :meth:`RowDecoder.batch` return None:
-the caller then converts the body value by value (``gateway.convert``), which accepts
-every valid spelling and names every bad row and field.
+FP32 input's range, a text over the limit, bytes that are not UTF-8, makes
+:meth:`RowDecoder.batch` return None: the caller then converts the body value by value
+(``gateway.convert``), which accepts every valid spelling and names every bad row and
+field.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class RowDecoder:
             body = body.replace(b'""', b"null")
         try:
             data = self._decoder.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: bytes that are not UTF-8
             return None
         rows = data if isinstance(data, list) else [data]
         if not rows:

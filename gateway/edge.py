@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from gateway.config import Config
+from gateway.errors import UNREADABLE_AS_BAD_REQUEST
 
 SOCKET_NAME = "gunicorn.sock"
 CONFIG_NAME = "nginx.conf"
@@ -38,6 +39,8 @@ _ERRORS: dict[int, str] = {
     405: "method not allowed",
     414: "request line too long",
     494: "request headers too large",
+    501: "transfer coding not supported: send the body with Content-Length or chunked only",
+    505: "HTTP version not supported: use HTTP/1.1",
     500: "gateway could not buffer the request (busy), retry later",
     502: "gateway workers unavailable",
     503: "gateway workers unavailable",
@@ -57,6 +60,7 @@ def _error_locations(config: Config) -> str:
         ).decode()
         # 494 is nginx's internal code for "headers too large"; clients see 431.
         answer = 431 if status == 494 else 503 if status in _RETRY else status
+        answer = 400 if answer in UNREADABLE_AS_BAD_REQUEST else answer
         retry = (
             f"add_header Retry-After {config.retry_after_s} always; " if status in _RETRY else ""
         )

@@ -13,6 +13,10 @@ from typing import Any
 import orjson
 
 _VALUE_PREVIEW_CHARS = 80
+UNREADABLE_AS_BAD_REQUEST = frozenset({501, 505})
+"""HTTP's statuses for a request the gateway cannot read (a transfer coding it does not
+implement, another HTTP version), answered 400: the client's to fix, never counted among
+the server's errors (5xx burn the error budget, see deploy/monitoring)."""
 
 
 def preview(value: Any) -> Any:

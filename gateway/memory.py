@@ -4,9 +4,9 @@ A JSON body costs far more once decoded than on the wire (a 22 MB body of 10,000
 of strings decodes to about 110 MB: about 100 bytes per value). A worker admits a
 request only while the estimated decoded size of every request it holds fits its
 budget; beyond it the client gets 503 with ``Retry-After`` (never a worker killed for
-memory with every call in flight lost). The estimate is reserved from the declared
-``Content-Length`` before the body is read, and replaced by the estimate from its counted
-values once it is.
+memory with every call in flight lost). While the body is read, the reservation grows
+with the bytes received (never with a ``Content-Length`` only promised); once it is
+read, the estimate from its counted values replaces it.
 After a large request, freed memory is handed back to the operating system
 (``malloc_trim``), so a burst of large calls does not leave the process at its peak.
 """
@@ -79,8 +79,6 @@ class Budget:
         return reservation
 
     def _take(self, size: int) -> None:
-        if size > self.limit:
-            raise ApiError(413, f"request too large for this gateway ({self.limit} bytes budget)")
         with self._lock:
             if self._held + size > self.limit:
                 raise self._full()
@@ -114,7 +112,11 @@ class Reservation:
         self._large = False
 
     def resize(self, size: int) -> None:
-        """Hold ``size`` bytes from now on (503 when the budget cannot grow to it)."""
+        """Hold ``size`` bytes from now on (503 if the budget cannot now, 413 if it never can)."""
+        if size > self._budget.limit:
+            raise ApiError(
+                413, f"request too large for this gateway ({self._budget.limit} bytes budget)"
+            )
         extra = size - self.size
         if extra > 0:
             self._budget._take(extra)

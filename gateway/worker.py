@@ -16,6 +16,8 @@ import orjson
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
+from gateway.errors import UNREADABLE_AS_BAD_REQUEST
+
 _STATUS = re.compile(rb"^HTTP/1\.1 (\d{3}) ([^\r]*)\r\n")
 _MESSAGE = re.compile(rb"</h1>\s*(.*?)\s*</body>", re.DOTALL)
 
@@ -38,10 +40,12 @@ def json_error(page: bytes) -> bytes | None:
     status = _STATUS.match(page)
     if status is None:
         return None
-    code, reason = status.group(1).decode(), status.group(2).decode("latin-1")
+    code, reason = int(status.group(1)), status.group(2).decode("latin-1")
     found = _MESSAGE.search(page)
     message = html.unescape(found.group(1).decode("latin-1")) if found else ""
     body = orjson.dumps({"error": f"{reason}: {message}" if message else reason, "details": []})
+    if code in UNREADABLE_AS_BAD_REQUEST:  # the error names what gunicorn could not read
+        code, reason = 400, "Bad Request"
     head = (
         f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

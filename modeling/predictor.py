@@ -20,7 +20,11 @@ from modeling.profile import ReferenceProfile
 from modeling.stack import Stack
 
 EXPLANATION_TOLERANCE = 1e-6
-"""Largest gap allowed between an explanation's sum and the logit it explains."""
+"""Largest gap allowed between an explanation's sum and the logit it explains, plus
+:data:`EXPLANATION_RELATIVE_TOLERANCE` of the magnitudes summed."""
+EXPLANATION_RELATIVE_TOLERANCE = 1e-9
+"""Share of ``|base| + sum(|contributions|)`` allowed as rounding on top: float64 sums
+terms of 1e20 only to about 1e4, and a valid input may be as large as float32 holds."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ class Explanation:
     """Scores for a batch, with the stack's logit and its exact split over the inputs.
 
     ``contributions.base + contributions.values.sum(axis=1)`` equals ``logit`` (to
-    :data:`EXPLANATION_TOLERANCE`), and ``sigmoid(logit)`` is the prediction's probability.
+    :data:`EXPLANATION_TOLERANCE` and :data:`EXPLANATION_RELATIVE_TOLERANCE`), and
+    ``sigmoid(logit)`` is the prediction's probability.
     """
 
     prediction: Prediction
@@ -119,8 +124,10 @@ class Predictor:
             contributions = Contributions(names, np.empty((0, len(names))), np.empty(0), groups)
             logit = np.empty(0)
         gap = np.abs(contributions.base + contributions.values.sum(axis=1) - logit)
-        if not (gap <= EXPLANATION_TOLERANCE).all():
-            rows = np.flatnonzero(~(gap <= EXPLANATION_TOLERANCE))[:5].tolist()
+        summed = np.abs(contributions.base) + np.abs(contributions.values).sum(axis=1)
+        adds_up = gap <= EXPLANATION_TOLERANCE + EXPLANATION_RELATIVE_TOLERANCE * summed
+        if not adds_up.all():
+            rows = np.flatnonzero(~adds_up)[:5].tolist()
             raise ArithmeticError(f"the explanations of rows {rows} do not add up to their logit")
         return Explanation(self._prediction(batch, logit), logit, contributions)
 

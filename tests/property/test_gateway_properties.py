@@ -546,3 +546,31 @@ def test_infer_tensors_convert_exactly_as_the_same_rows_on_predict(
             np.testing.assert_array_equal(got, want)
         else:
             assert got == want
+
+
+# ---- bytes spliced into a valid body: the whole path the app runs (issue 17) ------------------
+
+
+@bounded(300)
+@given(
+    st.lists(valid_row(SMALL, full=True), min_size=1, max_size=4),
+    st.one_of(st.binary(min_size=1, max_size=6), st.sampled_from([b"\xeb", b"\xed\xa0\x80"])),
+    st.integers(0, 10**6),
+)
+def test_bytes_spliced_anywhere_into_a_valid_body_never_raise_anything_but_a_400(
+    rows: list[dict[str, Any]], raw: bytes, where: int
+) -> None:
+    body = orjson.dumps(rows)
+    at = where % (len(body) + 1)
+    body = body[:at] + raw + body[at:]
+    for schema in (SMALL, REAL):  # the typed decode declines or converts, never raises
+        typed = schema.decoder().batch(body, MAX_TEXT)
+        assert typed is None or typed.n_rows >= 1
+    try:
+        convert(parse_body(body, MAX_ERRORS), SMALL)
+    except ApiError as error:
+        assert error.status == 400, error.message  # noqa: PT017 - the error is the outcome
+        answer = orjson.loads(orjson.dumps(error.body()))  # serialisable: no lone surrogate
+        assert set(answer) == {"error", "details"}
+        assert len(answer["details"]) <= MAX_ERRORS
+        assert all(set(item) == {"row", "field", "value", "reason"} for item in answer["details"])

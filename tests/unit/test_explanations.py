@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling.cleaning import clean
+from modeling.cleaning import MAX_ABS_VALUE, clean
 from modeling.learners import LEARNERS
 from modeling.learners.logistic import MIXTURE_GROUP
 from modeling.predictor import load_bundle
@@ -88,3 +88,40 @@ def test_an_explanation_that_does_not_add_up_is_refused(quick_bundle: Path, monk
     columns, _ = synthetic_table(5, seed=1)
     with pytest.raises(ArithmeticError, match="do not add up"):
         predictor.explain(columns, 5)
+
+
+def full_float_range() -> np.ndarray:
+    """Magnitudes from the smallest subnormal to beyond float32's range, both signs, and 0."""
+    magnitudes = np.concatenate([[5e-324, 1e-310], np.logspace(-300, 38, 70), [MAX_ABS_VALUE]])
+    beyond = [np.nextafter(MAX_ABS_VALUE, np.inf), 1e39, 1e200, np.finfo(np.float64).max]
+    return np.concatenate([magnitudes, -magnitudes, beyond, [0.0, -0.0]])
+
+
+def test_every_column_over_the_full_float_range_is_explained_as_it_is_scored(quick_bundle: Path):
+    # Issue 17: a valid 1e12 made the sum miss the logit by more than an absolute 1e-6.
+    predictor = load_bundle(quick_bundle)
+    values = full_float_range()
+    base, _ = synthetic_table(1, seed=17)
+    numeric = [c for c in COLUMNS if c not in VOCABULARIES]
+    n = len(values) * len(numeric)
+    columns: dict[str, object] = {
+        c: np.full(n, float(base[c][0] or "nan")) for c in numeric if c not in ("x12", "x79")
+    }
+    columns.update({c: base[c] * n for c in COLUMNS if c not in columns})
+    for j, column in enumerate(numeric):  # block j: column j takes every value of the range
+        block = slice(j * len(values), (j + 1) * len(values))
+        if column in ("x12", "x79"):  # money and percent text
+            suffix = "%" if column == "x79" else ""
+            columns[column][block] = [f"{v!r}{suffix}" for v in values]  # type: ignore[index]
+        else:
+            columns[column][block] = values  # type: ignore[index]
+    explanation = predictor.explain(columns, n)  # raised ArithmeticError before
+    served = predictor.predict(columns, n)
+    np.testing.assert_allclose(explanation.prediction.probability, served.probability, rtol=1e-12)
+    np.testing.assert_array_equal(explanation.prediction.label, served.label)
+    contributions = explanation.contributions
+    assert np.isfinite(contributions.values).all()
+    total = contributions.base + contributions.values.sum(axis=1)
+    summed = np.abs(contributions.base) + np.abs(contributions.values).sum(axis=1)
+    assert (np.abs(total - explanation.logit) <= 1e-6 + 1e-9 * summed).all()
+    assert (np.abs(explanation.logit) > 1e6).any()  # the range reaches logits float64 rounds
