@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 _VALUE_PREVIEW_CHARS = 80
@@ -21,6 +22,8 @@ the server's errors (5xx burn the error budget, see deploy/monitoring)."""
 
 def preview(value: Any) -> Any:
     """Return ``value`` as it can be echoed in an error: scalars as-is, long text cut."""
+    if isinstance(value, np.generic):  # a number of a binary tensor: a Python scalar for JSON
+        value = value.item()
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):

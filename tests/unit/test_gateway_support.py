@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import orjson
 import pytest
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -59,6 +61,24 @@ def test_error_helpers() -> None:
     error = ApiError(503, "down", headers={"Retry-After": "1"})
     assert str(error) == "down"
     assert error.body() == {"error": "down", "details": []}
+
+
+@pytest.mark.parametrize(
+    ("value", "echoed"),
+    [
+        (np.float64(3.5e38), 3.5e38),  # a binary FP64 tensor's number beyond float32
+        (np.float32(1.5), 1.5),
+        (np.int64(7), 7),
+        (np.bool_(True), True),
+        (np.bytes_(b"raw"), "b'raw'"),
+    ],
+)
+def test_numbers_of_binary_tensors_are_echoed_as_json_values(value, echoed) -> None:
+    error = invalid_input("value", [detail(0, "x2", value, "beyond float32")], 1, 10)
+
+    body = orjson.loads(orjson.dumps(error.body()))  # raised TypeError for numpy scalars
+
+    assert body["details"][0]["value"] == echoed
 
 
 def test_openapi_documents_exactly_the_app_routes() -> None:
