@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +107,19 @@ class Gateways:
             code = gateway.stop()
             assert code == 0, f"gateway exited with {code}:\n{gateway.log()}"
         self.started.clear()
+
+
+EDGES = ("nginx", "none")
+"""The two edges a gateway can face clients with: nginx in front, or gunicorn alone."""
+
+
+@contextmanager
+def one_gateway_per_edge(target: str, log_dir: Path, **env: str) -> Iterator[dict[str, int]]:
+    """A gateway for each of :data:`EDGES` in front of ``target``: {edge: its HTTP port}."""
+    started = Gateways(log_dir)
+    try:
+        yield {
+            edge: started.start(target, GATEWAY_EDGE=edge, **env).ports["http"] for edge in EDGES
+        }
+    finally:
+        started.stop_all()

@@ -26,7 +26,14 @@ import pytest
 
 from modeling.training.synthetic import synthetic_records
 from tests.integration.conftest import ManagedProcess, wait_until
-from tests.integration.gateway_helpers import JSON, Gateways, predict, request
+from tests.integration.gateway_helpers import (
+    EDGES,
+    JSON,
+    Gateways,
+    one_gateway_per_edge,
+    predict,
+    request,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,7 +47,6 @@ LIMITS = {
     "GATEWAY_WORKERS": "1",
     "GATEWAY_THREADS": "2",
 }
-EDGES = ("nginx", "none")
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +54,9 @@ def gateways(
     inference_server: ManagedProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, int]]:
     """One gateway per edge (nginx front, gunicorn alone), 1 worker x 2 threads."""
-    started = Gateways(tmp_path_factory.mktemp("edge"))
     target = f"127.0.0.1:{inference_server.ports['grpc']}"
-    try:
-        yield {
-            edge: started.start(target, GATEWAY_EDGE=edge, **LIMITS).ports["http"] for edge in EDGES
-        }
-    finally:
-        started.stop_all()
+    with one_gateway_per_edge(target, tmp_path_factory.mktemp("edge"), **LIMITS) as ports:
+        yield ports
 
 
 def exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, bytes]:

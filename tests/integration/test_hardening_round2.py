@@ -30,7 +30,14 @@ from modeling.training.synthetic import synthetic_records
 from proto import inference_pb2_grpc as pb_grpc
 from proto.codec import CONTRIBUTIONS, LOGIT, PROBABILITY
 from tests.integration.conftest import ManagedProcess, infer_request
-from tests.integration.gateway_helpers import JSON, Gateways, predict, request
+from tests.integration.gateway_helpers import (
+    EDGES,
+    JSON,
+    Gateways,
+    one_gateway_per_edge,
+    predict,
+    request,
+)
 from tests.integration.test_hardening_edge import contract_error, exchange, post_head
 
 pytestmark = [
@@ -46,7 +53,6 @@ LIMITS = {
     "GATEWAY_WORKERS": "1",
     "GATEWAY_THREADS": "4",
 }
-EDGES = ("nginx", "none")
 ROUTES = ("/predict", "/explain")
 ROW = synthetic_records(1, seed=17)[0]
 
@@ -56,14 +62,9 @@ def gateways(
     inference_server: ManagedProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, int]]:
     """One gateway per edge (nginx front, gunicorn alone), 1 worker x 4 threads."""
-    started = Gateways(tmp_path_factory.mktemp("round2"))
     target = f"127.0.0.1:{inference_server.ports['grpc']}"
-    try:
-        yield {
-            edge: started.start(target, GATEWAY_EDGE=edge, **LIMITS).ports["http"] for edge in EDGES
-        }
-    finally:
-        started.stop_all()
+    with one_gateway_per_edge(target, tmp_path_factory.mktemp("round2"), **LIMITS) as ports:
+        yield ports
 
 
 def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
