@@ -79,24 +79,24 @@ def pids_matching(text: str) -> list[int]:
     )
 
 
-def rss_mib(pids: list[int]) -> float:
-    """Summed resident memory of ``pids`` in MiB (processes gone count 0)."""
+def _status_mib(pids: list[int], field: str) -> float:
+    """Summed ``field`` (a kB figure of ``/proc/PID/status``) of ``pids`` in MiB (gone: 0)."""
     total_kb = 0
     for pid in pids:
-        value = _first(PROC / str(pid) / "status", "VmRSS")
+        value = _first(PROC / str(pid) / "status", field)
         if value != "unknown":
             total_kb += int(value.split()[0])
     return total_kb / 1024
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Summed resident memory of ``pids`` in MiB (processes gone count 0)."""
+    return _status_mib(pids, "VmRSS")
 
 
 def peak_rss_mib(pids: list[int]) -> float:
     """Summed peak resident memory (VmHWM, since each process started) of ``pids`` in MiB."""
-    total_kb = 0
-    for pid in pids:
-        value = _first(PROC / str(pid) / "status", "VmHWM")
-        if value != "unknown":
-            total_kb += int(value.split()[0])
-    return total_kb / 1024
+    return _status_mib(pids, "VmHWM")
 
 
 def load_average() -> str:
