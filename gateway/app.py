@@ -46,6 +46,12 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
     return Response(orjson.dumps(payload), status=status, headers=headers, mimetype=_JSON)
 
 
+def _route() -> str:
+    """The request's route as a metrics label: its template, never the client's path."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else "unmatched"
+
+
 def _is_json(mimetype: str) -> bool:
     """Whether a request content type is JSON (``application/json`` or ``*/*+json``)."""
     return mimetype == _JSON or (mimetype.startswith("application/") and mimetype.endswith("+json"))
@@ -81,11 +87,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        rule = request.url_rule
-        route = rule.rule if rule is not None else "unmatched"
         started = g.get("started")
         seconds = None if started is None else time.perf_counter() - started
-        metrics.observe_request(route, response.status_code, seconds)
+        metrics.observe_request(_route(), response.status_code, seconds)
         return response
 
     @app.errorhandler(ApiError)
@@ -181,8 +185,7 @@ def _admitted(
         values = (_count_values if count is None else count)(body, config)
         reservation.resize(memory.estimate(len(body), values))
         answer, version = handle(body, reservation)
-        rule = request.url_rule  # the route, never the client's path (a model name)
-        metrics.count_answer(rule.rule if rule is not None else "unmatched", version)
+        metrics.count_answer(_route(), version)
         return _json(answer, headers={VERSION_HEADER: version})
 
 
