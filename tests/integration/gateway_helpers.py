@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,3 +124,46 @@ def one_gateway_per_edge(target: str, log_dir: Path, **env: str) -> Iterator[dic
         }
     finally:
         started.stop_all()
+
+
+# ---- raw HTTP: what a client library would not send ----------------------------------------
+
+
+def exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+    """Send raw bytes, read the first response; (status, body) with 0 for no answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(data)
+        received = b""
+        try:
+            while b"\r\n\r\n" not in received or _incomplete(received):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except TimeoutError:
+            pass
+    if not received.startswith(b"HTTP/1."):
+        return 0, received
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _incomplete(received: bytes) -> bool:
+    head, _, body = received.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) < int(line.split(b":")[1])
+    return False
+
+
+def post_head(extra: str = "") -> bytes:
+    return (
+        f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}\r\n"
+    ).encode()
+
+
+def contract_error(body: bytes) -> str:
+    """The ``error`` of a contract error body (fails on anything else, HTML included)."""
+    answer = json.loads(body)
+    assert set(answer) == {"error", "details"}
+    return str(answer["error"])

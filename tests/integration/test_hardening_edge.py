@@ -30,7 +30,10 @@ from tests.integration.gateway_helpers import (
     EDGES,
     JSON,
     Gateways,
+    contract_error,
+    exchange,
     one_gateway_per_edge,
+    post_head,
     predict,
     request,
 )
@@ -57,46 +60,6 @@ def gateways(
     target = f"127.0.0.1:{inference_server.ports['grpc']}"
     with one_gateway_per_edge(target, tmp_path_factory.mktemp("edge"), **LIMITS) as ports:
         yield ports
-
-
-def exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
-    """Send raw bytes, read the first response; (status, body) with 0 for no answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
-        conn.sendall(data)
-        received = b""
-        try:
-            while b"\r\n\r\n" not in received or _incomplete(received):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                received += chunk
-        except TimeoutError:
-            pass
-    if not received.startswith(b"HTTP/1."):
-        return 0, received
-    head, _, body = received.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
-def _incomplete(received: bytes) -> bool:
-    head, _, body = received.partition(b"\r\n\r\n")
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return len(body) < int(line.split(b":")[1])
-    return False
-
-
-def post_head(extra: str = "") -> bytes:
-    return (
-        f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}\r\n"
-    ).encode()
-
-
-def contract_error(body: bytes) -> str:
-    """The ``error`` of a contract error body (fails on anything else, HTML included)."""
-    answer = json.loads(body)
-    assert set(answer) == {"error", "details"}
-    return str(answer["error"])
 
 
 # ---- 1. slow and idle clients ---------------------------------------------------------------

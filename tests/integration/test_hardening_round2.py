@@ -34,11 +34,13 @@ from tests.integration.gateway_helpers import (
     EDGES,
     JSON,
     Gateways,
+    contract_error,
+    exchange,
     one_gateway_per_edge,
+    post_head,
     predict,
     request,
 )
-from tests.integration.test_hardening_edge import contract_error, exchange, post_head
 
 pytestmark = [
     pytest.mark.integration,
