@@ -1,12 +1,13 @@
 """Dynamic batching: concurrent requests coalesced into one model call, like Triton's.
 
-Callers (gRPC worker threads) :meth:`~DynamicBatcher.submit` their columns and block;
-one worker thread takes the oldest queued request plus every queued request that still
-fits under ``max_rows``, runs the model once and hands each caller its slice. When a
-batch already has company, it waits up to ``max_delay_s`` for more; a lone request
-never waits. A request larger than ``max_rows`` runs alone (requests are never split).
-If a coalesced call fails, each request is retried alone, so one bad request fails only
-itself.
+Leader/follower, with no thread of its own: a request arriving while no model call runs
+is scored at once on its caller's thread (a lone request never waits and is never
+handed to another thread). Requests arriving while a call runs queue up; when it ends,
+the caller that ran it hands the oldest queued request every queued request that still
+fits under ``max_rows``, and that request's thread runs them as one model call. A batch
+that already has company waits up to ``max_delay_s`` for more. A request larger than
+``max_rows`` runs alone (requests are never split). If a coalesced call fails, each
+request is retried alone, so one bad request fails only itself.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ class BatcherClosedError(RuntimeError):
 
 
 class _Pending:
-    """A submitted request waiting for its scores."""
+    """A submitted request waiting for its scores, or for a batch to run."""
 
-    __slots__ = ("columns", "done", "error", "n_rows", "scores")
+    __slots__ = ("batch", "columns", "done", "error", "n_rows", "scores")
 
     def __init__(self, columns: Columns, n_rows: int) -> None:
         self.columns = columns
@@ -46,6 +47,13 @@ class _Pending:
         self.done = threading.Event()
         self.scores: Outputs | None = None
         self.error: BaseException | None = None
+        self.batch: list[_Pending] | None = None  # set when this request must run a batch
+
+    def outcome(self) -> Outputs:
+        """The scores, or raise the model's error."""
+        if self.scores is None:
+            raise self.error or RuntimeError("batch finished without scores")
+        return self.scores
 
 
 def _missing_like(template: NDArray[Any], n_rows: int) -> NDArray[Any]:
@@ -91,13 +99,12 @@ class DynamicBatcher:
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
+        self._running = False  # a model call runs (or is being handed over)
         self._closed = False
-        self._worker = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
-        self._worker.start()
 
     @property
     def queued(self) -> int:
-        """Requests waiting for a model call (not counting the one running)."""
+        """Requests waiting for a model call (not counting those in the running one)."""
         with self._cond:
             return len(self._queue)
 
@@ -109,23 +116,32 @@ class DynamicBatcher:
             Exception: whatever the model raised for this request.
 
         """
-        pending = _Pending(columns, n_rows)
+        me = _Pending(columns, n_rows)
         with self._cond:
             if self._closed:
                 raise BatcherClosedError("the server is shutting down")
-            self._queue.append(pending)
-            self._cond.notify()
-        pending.done.wait()
-        if pending.scores is None:
-            raise pending.error or RuntimeError("batch finished without scores")
-        return pending.scores
+            if self._running:
+                self._queue.append(me)
+                self._cond.notify_all()  # a leader waiting for company
+            else:
+                self._running = True
+                me.batch = [me]
+        if me.batch is None:
+            me.done.wait()
+            if me.batch is None:  # scored in another request's batch
+                return me.outcome()
+        try:
+            self._run(self._gather(me.batch))
+        finally:
+            self._hand_over()
+        return me.outcome()
 
     def close(self, timeout: float | None = None) -> None:
-        """Refuse new requests, finish the queued ones and stop the worker thread."""
+        """Refuse new requests; return once the queued ones are scored (or ``timeout``)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._worker.join(timeout)
+            self._cond.wait_for(lambda: not self._running, timeout)
 
     def _fill(self, batch: list[_Pending], rows: int) -> int:
         """Move queued requests into ``batch`` while they fit; return its row count."""
@@ -136,28 +152,33 @@ class DynamicBatcher:
             rows += item.n_rows
         return rows
 
-    def _next_batch(self) -> list[_Pending] | None:
-        """Block for the next batch; None once closed and drained."""
+    def _gather(self, batch: list[_Pending]) -> list[_Pending]:
+        """A batch with company waits up to ``max_delay_s`` for more requests that fit."""
+        if len(batch) == 1 or self._max_delay_s == 0:
+            return batch
+        rows = sum(item.n_rows for item in batch)
+        deadline = time.monotonic() + self._max_delay_s
         with self._cond:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._cond.wait()
+            while True:
+                rows = self._fill(batch, rows)
+                remaining = deadline - time.monotonic()
+                # full, the next request does not fit, closing, or out of time
+                if rows >= self._max_rows or self._queue or self._closed or remaining <= 0:
+                    return batch
+                self._cond.wait(remaining)
+
+    def _hand_over(self) -> None:
+        """Give the queued requests that fit to the oldest of them, or mark the batcher idle."""
+        with self._cond:
+            if not self._queue:
+                self._running = False
+                self._cond.notify_all()  # close() waits for this
+                return
             first = self._queue.popleft()
             batch = [first]
-            rows = self._fill(batch, first.n_rows)
-            if len(batch) > 1 and self._max_delay_s > 0:
-                deadline = time.monotonic() + self._max_delay_s
-                while rows < self._max_rows and not self._closed and not self._queue:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not self._cond.wait(remaining):
-                        break
-                    rows = self._fill(batch, rows)
-            return batch
-
-    def _loop(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._run(batch)
+            self._fill(batch, first.n_rows)
+        first.batch = batch
+        first.done.set()
 
     def _run(self, batch: list[_Pending]) -> None:
         """Score a batch and hand out the slices; on failure retry each request alone."""
@@ -174,7 +195,7 @@ class DynamicBatcher:
                     raise RuntimeError(f"model returned {len(values)} {name} for {n_rows} rows")
         except Exception as error:
             if len(batch) == 1:
-                batch[0].error = error
+                batch[0].error, batch[0].batch = error, None
                 batch[0].done.set()
             else:
                 log.warning("batch of %d requests failed (%s); retrying each", len(batch), error)
@@ -191,4 +212,5 @@ class DynamicBatcher:
             end = offset + item.n_rows
             item.scores = {name: values[offset:end] for name, values in outputs.items()}
             offset = end
+            item.batch = None
             item.done.set()

@@ -164,6 +164,12 @@ class DataPlane:
         return served.info
 
     @property
+    def queued(self) -> int:
+        """Requests waiting for a model call of the serving version."""
+        served = self._serving
+        return 0 if served is None else served.batcher.queued
+
+    @property
     def predictor(self) -> Predictor:
         """The serving version's predictor (see :attr:`model`)."""
         served = self._serving

@@ -64,6 +64,11 @@ class Metrics:
             ["column"],
             registry=r,
         )
+        self.queued = Gauge(
+            "inference_queued_requests",
+            "Requests waiting for a model call (the dynamic batcher's queue).",
+            registry=r,
+        )
         self.model_info = Gauge(
             "inference_model_info", "The model being served (value 1).", ["model", "version"],
             registry=r,

@@ -1,9 +1,10 @@
 """The inference server process: load and warm a bundle, serve gRPC, drain on SIGTERM.
 
 The gRPC server runs handlers on a thread pool; concurrent ModelInfer calls meet in the
-dynamic batcher. Next to ``inference.GRPCInferenceService`` it serves the standard
-``grpc.health.v1.Health`` service (SERVING once the model is warmed, NOT_SERVING from
-the first signal) and server reflection. Prometheus metrics are on their own HTTP port.
+dynamic batcher, and a lone call is scored on its own handler thread. Next to
+``inference.GRPCInferenceService`` it serves the standard ``grpc.health.v1.Health``
+service (SERVING once the model is warmed, NOT_SERVING from the first signal) and server
+reflection. Prometheus metrics are on their own HTTP port.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class InferenceServer:
             limits=Limits(settings.max_request_rows, settings.max_text_bytes),
             explain=ExplainLimits(settings.explain_max_rows, settings.explain_concurrency),
         )
+        self.metrics.queued.set_function(lambda: self.plane.queued)
         self.health = health.HealthServicer()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(settings.workers, thread_name_prefix="grpc"),

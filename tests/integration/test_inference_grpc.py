@@ -206,6 +206,7 @@ def test_metrics_endpoint(inference_server: ManagedProcess, stub, predictor: Pre
     assert delta("inference_missing_values_total", '{column="x3"}') == 6
     assert delta("inference_unrecognised_values_total", '{column="x1"}') == 6
     assert f'inference_model_info{{model="{predictor.name}"' in text
+    assert sample(text, "inference_queued_requests") == 0  # idle: nothing waits
     assert "process_resident_memory_bytes" in text
 
 

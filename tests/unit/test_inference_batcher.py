@@ -218,3 +218,21 @@ def test_many_threads_get_their_own_rows(scorer: Scorer) -> None:
     np.testing.assert_array_equal(results, values / 1000)
     assert sum(scorer.calls) == 400
     batcher.close()
+
+
+def test_a_lone_request_runs_on_its_callers_thread() -> None:
+    threads: list[threading.Thread] = []
+
+    def predict(columns: Mapping[str, Any], n_rows: int) -> Outputs:
+        threads.append(threading.current_thread())
+        return {"probability": np.zeros(n_rows)}
+
+    before = threading.active_count()
+    batcher = DynamicBatcher(predict, max_rows=10, max_delay_s=0)
+    assert threading.active_count() == before  # the batcher keeps no thread of its own
+    batcher.submit(cols(1.0), 1)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(batcher.submit, cols(2.0), 1).result(5)
+    assert threads[0] is threading.main_thread()
+    assert threads[1] is not threading.main_thread()  # the pool's thread, no hand-off
+    batcher.close()
