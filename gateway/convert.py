@@ -1,13 +1,12 @@
 """JSON rows to typed input columns, value by value: the path that names every bad value.
 
-The typed decode (``gateway.decode``) takes regular bodies in one compiled step; this
-module takes the rest: rows with absent keys, values of another type, spellings the
-typed decode does not know, and bad values, which it names by row and field. Each model
-input becomes one column: FP64/FP32 inputs a float64 array (missing -> NaN), BYTES
-inputs a list of UTF-8 strings (missing -> ``b""``; the inference server cleans text).
-Keys that are not model inputs are ignored; an absent key is a missing value. A numeric
-column is still parsed in one go when it can be (all strings: one ``orjson`` parse of
-the joined column; numbers: numpy), and walked value by value only when that fails.
+The typed decode (``gateway.decode``) takes every regular body in one compiled step;
+this module takes the rest: values of another type, spellings the typed decode does not
+know (``" 1.5"``, ``"NA"``, a number for a text input), and bad values, which it names
+by row and field. Each model input becomes one column: FP64/FP32 inputs a float64 array
+(missing -> NaN), BYTES inputs a list of UTF-8 strings (missing -> ``b""``; the inference
+server cleans text). Keys that are not model inputs are ignored; an absent key is a
+missing value.
 """
 
 from __future__ import annotations
@@ -34,9 +33,6 @@ FP32_MAX = float(np.finfo(np.float32).max)
 
 DEFAULT_MISSING = frozenset({""})
 """Texts meaning "no value" when the server does not publish its own (ModelMetadata)."""
-
-_NUMBER_BYTES = b"0123456789eE+-.,nul"
-"""Every byte a joined column of JSON numbers (and ``null``) may hold."""
 
 
 @dataclass(frozen=True)
@@ -278,53 +274,12 @@ def numeric_column(
     Accepted: JSON numbers, numeric strings (surrounding spaces allowed), and as
     missing ``null`` and the texts of ``missing`` in any case (the server publishes them).
     """
-    parsed = _strings_fast(column, missing)
-    if parsed is None:
-        parsed = _mixed_fast(column)
-    if parsed is not None:
-        return parsed
     out = np.empty(len(column), dtype=np.float64)
     for row, value in enumerate(column):
         number, reason = parse_number(value, missing)
         out[row] = number
         if reason is not None:
             errors.append((row, detail(row, name, value, reason)))
-    return out
-
-
-def _strings_fast(column: Sequence[Any], missing: frozenset[str]) -> NDArray[np.float64] | None:
-    """All values strict JSON-number text, or ``""``/``"nan"`` when missing: one orjson parse."""
-    try:
-        text = "," + ",".join(column) + ","
-    except TypeError:
-        return None
-    if ",," in text and "" in missing:  # "" values; twice for runs of them
-        text = text.replace(",,", ",null,").replace(",,", ",null,")
-    if ",nan," in text:  # float("nan") is NaN whether or not "nan" is a missing text
-        text = text.replace(",nan,", ",null,").replace(",nan,", ",null,")
-    raw = text.encode(errors="replace")
-    if raw.translate(None, _NUMBER_BYTES):
-        return None
-    try:
-        values = orjson.loads(b"[" + raw[1:-1] + b"]")
-    except orjson.JSONDecodeError:
-        return None
-    # A value holding a comma would add elements; every value adds at least one.
-    if len(values) != len(column):
-        return None
-    return np.array(values, dtype=np.float64)
-
-
-def _mixed_fast(column: Sequence[Any]) -> NDArray[np.float64] | None:
-    """Numbers, nulls and numeric strings, all finite: numpy parses them, else None."""
-    if bool in set(map(type, column)):
-        return None
-    try:
-        out = np.array(column, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if out.shape != (len(column),) or np.isinf(out).any():
-        return None
     return out
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -14,15 +16,14 @@ import pytest
 from gateway.convert import (
     InputSpec,
     encode_text,
-    numeric_column,
     parse_body,
-    parse_number,
     rows_to_batch,
     text_column,
 )
 from gateway.decode import RowDecoder
 from gateway.errors import ApiError
 from modeling.cleaning import MISSING_TEXT as MISSING  # what the server publishes
+from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 
 SPECS = [
     InputSpec("x0", "FP64"),
@@ -266,35 +267,6 @@ def test_encode_text_of_non_finite_number() -> None:
     assert encode_text(math.nan, 10) == (b"nan", None)
 
 
-# ---- the fast paths agree with the value-by-value parser ------------------------------------
-
-COLUMN_CASES = [
-    ["1.5", "", "2", "", "", "-3e2"],
-    ["", "1", "2"],
-    ["1", "2", ""],
-    [""],
-    ["nan", "1.25", "nan"],
-    ["1", None, 2.5, "3"],
-    ["007", "+1", ".5", "1_000", " 2 "],
-    ["1", "2", "3"],
-]
-
-
-@pytest.mark.parametrize("column", COLUMN_CASES)
-def test_fast_paths_match_parse_number(column: list[object]) -> None:
-    errors: list[tuple[int, dict[str, object]]] = []
-    got = numeric_column(tuple(column), "x0", errors, MISSING)
-    expected = [parse_number(v, MISSING)[0] for v in column]
-    assert errors == []
-    assert np.array_equal(got, np.array(expected), equal_nan=True)
-
-
-def test_a_comma_inside_a_value_is_not_split_into_two() -> None:
-    errors: list[tuple[int, dict[str, object]]] = []
-    numeric_column(("1,2", "3"), "x0", errors)
-    assert [row for row, _ in errors] == [0]
-
-
 def test_text_column_fast_path_keeps_order() -> None:
     errors: list[tuple[int, dict[str, object]]] = []
     assert text_column(("a", "bb", ""), "x1", errors, 10) == [b"a", b"bb", b""]
@@ -373,12 +345,27 @@ def test_the_typed_decode_matches_the_value_by_value_path(dumps: Callable[[objec
     same_batch(dumps(rows[1]))  # one object is one row
     same_batch(b'  [{"x0": "1e-400", "x1": "a", "x2": -0.0, "x3": 18446744073709551616}]\n')
     same_batch(b'[{"x0": "1", "x1": "a\\"\\"", "x2": "2", "x3": "3"}]')  # quotes in a text
+    same_batch(b'[{"x0": "1", "x1": "a", "x2": "2"}, {"x3": 4}]')  # absent keys are missing
+
+
+def test_the_readmes_curl_row_takes_the_typed_decode() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    body = re.search(r"--url http://localhost:5001/predict .*?--data '(.*?)'", readme, re.S)
+    assert body is not None
+    specs = [InputSpec(c, "FP64" if c in NUMERIC_COLUMNS else "BYTES") for c in COLUMNS]
+    batch = RowDecoder(specs, MISSING).batch(body.group(1).encode(), 1024)
+    assert batch is not None
+    assert batch.columns[0].tolist() == [9.521496806]  # type: ignore[union-attr]
+    assert batch.columns[1] == [b"wed"]
+    assert math.isnan(batch.columns[2][0])  # type: ignore[arg-type]  # absent: missing
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        b'[{"x0": "1", "x1": "a", "x2": "2"}]',  # an absent key
+        b'[{"x0": "1", "x1": "a", "x2": "2", "x3": "3"}, {"x9": 1}]',  # a row without inputs
+        b'[{"x0": "1", "x1": "a", "x2": "2", "x3": "3", "note": "Citro\xebn"}]',  # not UTF-8
+        b'[{"x0": null, "x1": "", "x2": "nan"}]',  # no value at all: named, or taken, there
         b'[{"x0": " 1", "x1": "a", "x2": "2", "x3": "3"}]',  # a spelling it does not parse
         b'[{"x0": "inf", "x1": "a", "x2": "2", "x3": "3"}]',  # infinite
         b'[{"x0": true, "x1": "a", "x2": "2", "x3": "3"}]',  # another type
