@@ -33,12 +33,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from bench.machine import describe
 from inference.dataplane import DataPlane
 from inference.drift import DriftCollector, DriftTracker
-from inference.tensors import Limits
 from modeling.cleaning import clean
 from modeling.predictor import Predictor, load_bundle
 from modeling.schema import NUMERIC_COLUMNS
 from modeling.training.cli import main as modeling_main
 from modeling.training.synthetic import synthetic_table
+from proto.codec import Limits
 
 WINDOW = 10_000
 

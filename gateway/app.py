@@ -21,15 +21,15 @@ from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
 from gateway import auth, drain, memory, metrics, oip_rest, scan
-from gateway.client import InferenceClient, StaleSchemaError
+from gateway.client import InferenceClient, Scores, StaleSchemaError
 from gateway.coalesce import Coalescer
 from gateway.config import Config
 from gateway.convert import Batch, parse_body, rows_to_batch
+from gateway.decode import decoder_for
 from gateway.errors import ApiError, unavailable
 from gateway.explanations import explanation_rows, parse_top
 from gateway.openapi import OPENAPI
-from gateway.wire import ModelSchema, Scores
-from proto.codec import CLASS, PROBABILITY
+from proto.codec import CLASS, PROBABILITY, ModelSchema
 
 log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
@@ -398,7 +398,7 @@ def _convert(config: Config, schema: ModelSchema, body: bytes) -> Batch:
             more rows than the limit.
 
     """
-    batch = schema.decoder().batch(body, config.max_text_chars)
+    batch = decoder_for(schema).batch(body, config.max_text_chars)
     if batch is not None:  # its rows are objects, counted against max_rows before decoding
         return batch
     rows = parse_body(body, config.max_error_details)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import numpy as np
@@ -29,14 +29,6 @@ from numpy.typing import NDArray
 from gateway.config import Config
 from gateway.convert import Batch
 from gateway.errors import ApiError, timed_out, unavailable
-from gateway.wire import (
-    ModelSchema,
-    Scores,
-    WireError,
-    decode_outputs,
-    decode_response,
-    encode_request,
-)
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.codec import (
@@ -47,6 +39,10 @@ from proto.codec import (
     MAX_MESSAGE_BYTES,
     PROBABILITY,
     SERVICE_NAME,
+    CodecError,
+    ModelSchema,
+    decode_outputs,
+    encode_request,
 )
 
 EXPLANATION = (PROBABILITY, CLASS, LOGIT, BASE_LOGIT, CONTRIBUTIONS)
@@ -108,6 +104,14 @@ _REASONS = {
     grpc.StatusCode.NOT_FOUND: "model not found",
 }
 """What a client is told of a failed call (the gRPC details stay in the log)."""
+
+
+class Scores(NamedTuple):
+    """A batch's scores and the one model version that gave all of them."""
+
+    probability: NDArray[np.float64]
+    label: NDArray[np.int64]
+    version: str
 
 
 class StaleSchemaError(Exception):
@@ -177,7 +181,7 @@ class InferenceClient:
                 credentials = grpc.ssl_channel_credentials(*self._tls)
                 channel = grpc.secure_channel(target, credentials, options=options)
             self._stub = pb_grpc.GRPCInferenceServiceStub(channel)
-            # Requests are pre-serialized bytes (see gateway.wire): no request serializer.
+            # Requests are pre-serialized bytes (proto.codec.encode_request): no serializer.
             self._infer = channel.unary_unary(
                 f"/{SERVICE_NAME}/ModelInfer",
                 request_serializer=None,
@@ -214,7 +218,7 @@ class InferenceClient:
             schema = ModelSchema.from_metadata(metadata)
         except grpc.RpcError as exc:
             raise self._error(exc, "model metadata") from None
-        except WireError as exc:
+        except CodecError as exc:
             raise unavailable(
                 f"model metadata unusable: {exc}", self._config.retry_after_s
             ) from None
@@ -286,10 +290,10 @@ class InferenceClient:
         calls: list[Any] = []
         try:
             if len(ranges) == 1:
-                request = encode_request(schema, batch, *ranges[0], version=version)
+                request = encode_request(schema, batch.columns, *ranges[0], version=version)
                 return [self._infer(request, timeout=deadline - time.monotonic())]
             for start, stop in ranges:
-                request = encode_request(schema, batch, start, stop, version=version)
+                request = encode_request(schema, batch.columns, start, stop, version=version)
                 calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
             return [call.result() for call in calls]
         except grpc.RpcError as exc:
@@ -353,7 +357,7 @@ class InferenceClient:
         for start in range(0, batch.n_rows, chunk_rows):
             stop = min(start + chunk_rows, batch.n_rows)
             request = encode_request(
-                schema, batch, start, stop, EXPLANATION, version=schema.version
+                schema, batch.columns, start, stop, EXPLANATION, version=schema.version
             )
             try:
                 response = self._infer(request, timeout=deadline - time.monotonic())
@@ -363,7 +367,7 @@ class InferenceClient:
             shapes = dict.fromkeys(EXPLANATION, (n,)) | {CONTRIBUTIONS: (n, width)}
             try:
                 parts.append(decode_outputs(response, shapes))
-            except WireError as exc:
+            except CodecError as exc:
                 raise ApiError(502, f"unusable answer from the inference server: {exc}") from None
         return {name: np.concatenate([part[name] for part in parts]) for name in EXPLANATION}
 
@@ -373,12 +377,14 @@ class InferenceClient:
     ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """Concatenate the outputs of consecutive responses."""
         try:
-            parts = [decode_response(r, n) for r, n in zip(responses, sizes, strict=True)]
-        except WireError as exc:
+            parts = [
+                decode_outputs(r, {PROBABILITY: (n,), CLASS: (n,)})
+                for r, n in zip(responses, sizes, strict=True)
+            ]
+        except CodecError as exc:
             raise ApiError(502, f"unusable answer from the inference server: {exc}") from None
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+        probability = np.concatenate([p[PROBABILITY] for p in parts]).astype(np.float64)
+        return probability, np.concatenate([p[CLASS] for p in parts]).astype(np.int64)
 
     def _rpc_failure(self, exc: grpc.RpcError) -> Exception:
         """The exception for a failed ModelInfer: stale metadata or an ApiError."""

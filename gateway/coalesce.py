@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway import metrics
+from gateway.client import Scores
 from gateway.convert import Batch, concat_batches
 from gateway.errors import ApiError, timed_out
-from gateway.wire import ModelSchema, Scores
+from proto.codec import ModelSchema
 
 Infer = Callable[[ModelSchema, Batch, float], Scores]
 """Score a batch within a timeout (seconds)."""

@@ -24,23 +24,10 @@ import orjson
 from numpy.typing import NDArray
 
 from gateway.errors import ApiError, bad_request, detail, invalid_input
-from proto.codec import FP32, FP64
+from proto.codec import DEFAULT_MISSING, FP32, FP32_MAX, FP64, TensorSpec
 
 NUMERIC_TYPES = frozenset({FP64, FP32})
 """Datatypes filled from numbers (sent as little-endian raw contents)."""
-FP32_MAX = float(np.finfo(np.float32).max)
-"""Largest magnitude an FP32 input can carry."""
-
-DEFAULT_MISSING = frozenset({""})
-"""Texts meaning "no value" when the server does not publish its own (ModelMetadata)."""
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input as ModelMetadata describes it."""
-
-    name: str
-    datatype: str
 
 
 @dataclass(frozen=True)
@@ -142,7 +129,7 @@ def _shown(value: Any) -> Any:
 
 def rows_to_batch(
     rows: Sequence[Any],
-    inputs: Sequence[InputSpec],
+    inputs: Sequence[TensorSpec],
     *,
     max_text_chars: int = 1024,
     max_errors: int = 100,
@@ -173,7 +160,7 @@ def rows_to_batch(
 def columns_to_batch(
     values: Sequence[Sequence[Any]],
     n_rows: int,
-    inputs: Sequence[InputSpec],
+    inputs: Sequence[TensorSpec],
     *,
     max_text_chars: int = 1024,
     max_errors: int = 100,

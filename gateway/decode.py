@@ -23,14 +23,14 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from gateway.convert import FP32_MAX, NUMERIC_TYPES, Batch, InputSpec
-from proto.codec import FP32
+from gateway.convert import NUMERIC_TYPES, Batch
+from proto.codec import FP32, FP32_MAX, ModelSchema, TensorSpec
 
 
 class RowDecoder:
     """Decodes bodies of rows for one list of model inputs (thread-safe)."""
 
-    def __init__(self, inputs: Sequence[InputSpec], missing: frozenset[str]) -> None:
+    def __init__(self, inputs: Sequence[TensorSpec], missing: frozenset[str]) -> None:
         """Compile the decoder: numeric inputs first, then text, each absent as None.
 
         ``missing`` are the texts the server counts as "no value"; ``""`` is rewritten to
@@ -115,3 +115,16 @@ def _is_utf8(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+_compiled: list[tuple[ModelSchema, RowDecoder]] = []
+
+
+def decoder_for(schema: ModelSchema) -> RowDecoder:
+    """The decoder of ``schema``'s inputs, compiled once per schema the client fetched."""
+    for known, decoder in _compiled:
+        if known is schema:
+            return decoder
+    decoder = RowDecoder(schema.inputs, schema.missing_text)
+    _compiled[:] = [*_compiled[-3:], (schema, decoder)]  # the last few: old ones are gone
+    return decoder

@@ -30,7 +30,6 @@ from gateway.client import InferenceClient
 from gateway.config import Config
 from gateway.convert import Batch, columns_to_batch
 from gateway.errors import ApiError, bad_request, detail, preview
-from gateway.wire import ModelSchema
 from proto.codec import (
     BASE_LOGIT,
     BYTES,
@@ -44,6 +43,7 @@ from proto.codec import (
     NUMPY_DTYPES,
     PROBABILITY,
     CodecError,
+    ModelSchema,
     unpack_bytes,
 )
 

@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.batcher import Columns, DynamicBatcher, Outputs
-from inference.tensors import Limits, TensorError, TensorSpec
 from modeling.cleaning import MISSING_TEXT, CleanBatch
 from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
@@ -32,6 +31,10 @@ from proto.codec import (
     INT64,
     LOGIT,
     PROBABILITY,
+    CodecError,
+    Limits,
+    ModelSchema,
+    TensorSpec,
 )
 
 log = logging.getLogger(__name__)
@@ -76,20 +79,6 @@ class ExplanationsBusyError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What ModelMetadata reports."""
-
-    name: str
-    version: str
-    platform: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    missing_text: frozenset[str]
-    contribution_names: tuple[str, ...]
-    contribution_groups: Mapping[str, tuple[str, ...]]
-
-
-@dataclass(frozen=True)
 class ExplainLimits:
     """How much explaining one server does: rows per call, and calls at once.
 
@@ -106,7 +95,7 @@ class ExplainLimits:
 class Answer:
     """A call's outputs by name and the model version that computed every one of them."""
 
-    model: ModelInfo
+    model: ModelSchema
     outputs: dict[str, NDArray[Any]]
 
 
@@ -151,7 +140,7 @@ class DataPlane:
         return self._ready and self._serving is not None
 
     @property
-    def model(self) -> ModelInfo:
+    def model(self) -> ModelSchema:
         """The serving version's info.
 
         Raises:
@@ -180,7 +169,7 @@ class DataPlane:
     def _serve(self, predictor: Predictor) -> _Served:
         """A version ready to take calls: its info and its own batcher."""
         names, groups = predictor.stack.contribution_names()
-        info = ModelInfo(
+        info = ModelSchema(
             name=self.name,
             version=str(predictor.version),
             platform=PLATFORM,
@@ -211,7 +200,7 @@ class DataPlane:
         self._ready = True
         return time.perf_counter() - started
 
-    def get_model(self, name: str, version: str = "") -> ModelInfo:
+    def get_model(self, name: str, version: str = "") -> ModelSchema:
         """Return the serving version's info if ``name`` (and ``version``, when given) match.
 
         An empty name means the one model this server serves.
@@ -223,7 +212,7 @@ class DataPlane:
         """
         return self._match(self.model, name, version)
 
-    def _match(self, model: ModelInfo, name: str, version: str) -> ModelInfo:
+    def _match(self, model: ModelSchema, name: str, version: str) -> ModelSchema:
         if name not in ("", model.name) or version not in ("", model.version):
             wanted = f"{name!r}" + (f" version {version!r}" if version else "")
             raise ModelNotFoundError(
@@ -283,7 +272,7 @@ class DataPlane:
             ModelNotFoundError: ``name`` or ``version`` is not the one served.
             ModelUnavailableError: after :meth:`unload`.
             BatcherClosedError: once :meth:`close` has been called.
-            TensorError: more rows than an explanation may have.
+            CodecError: more rows than an explanation may have.
             ExplanationsBusyError: every explanation slot is taken.
 
         """
@@ -298,7 +287,7 @@ class DataPlane:
     ) -> dict[str, NDArray[Any]]:
         limit = self.explain_limits.max_rows
         if n_rows > limit:
-            raise TensorError(f"{n_rows} rows to explain; at most {limit} per request")
+            raise CodecError(f"{n_rows} rows to explain; at most {limit} per request")
         if not self._explaining.acquire(blocking=False):
             raise ExplanationsBusyError(
                 f"all {self.explain_limits.concurrency} explanation slots are busy; retry"
@@ -316,7 +305,7 @@ class DataPlane:
             CONTRIBUTIONS: contributions.values,
         }
 
-    def swap(self, predictor: Predictor, release_timeout_s: float | None = None) -> ModelInfo:
+    def swap(self, predictor: Predictor, release_timeout_s: float | None = None) -> ModelSchema:
         """Serve ``predictor`` from now on; return once the previous version is released.
 
         New calls go to the new version at once; calls that leased the previous one
@@ -369,6 +358,6 @@ class _Served:
     """One loaded version: its predictor, what ModelMetadata says of it, its batcher."""
 
     predictor: Predictor
-    info: ModelInfo
+    info: ModelSchema
     batcher: DynamicBatcher
     leases: int = 0

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.dataplane import DataPlane, ModelInfo, ModelNotFoundError, ModelUnavailableError
+from inference.dataplane import DataPlane, ModelNotFoundError, ModelUnavailableError
 from modeling.bundle import BundleError, schema_manifest
 from modeling.predictor import Predictor
 from modeling.repository import Repository, check_version
 from modeling.schema import NUMERIC_COLUMNS, VOCABULARIES
+from proto.codec import ModelSchema
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ LOADING = "LOADING"
 PROBE_ROWS = 64
 """Rows of the probe batch every new version must score before it serves."""
 
-SwapHook = Callable[[ModelInfo | None, ModelInfo | None], None]
+SwapHook = Callable[[ModelSchema | None, ModelSchema | None], None]
 """Called after a swap or an unload with the serving version's info (None once unloaded)
 and the previous one's (None when none served)."""
 
@@ -138,7 +139,7 @@ class Rollout:
                 f"model {name!r} is not in this server's repository (it serves {self.plane.name!r})"
             )
 
-    def load(self, name: str, version: str = "") -> ModelInfo:
+    def load(self, name: str, version: str = "") -> ModelSchema:
         """Load ``version`` (default: the latest), verify it and swap it in.
 
         Raises:
@@ -162,7 +163,7 @@ class Rollout:
         finally:
             self._loading.release()
 
-    def _load(self, repository: Repository, version: str) -> ModelInfo:
+    def _load(self, repository: Repository, version: str) -> ModelSchema:
         started = time.perf_counter()
         previous = self._serving_info()
         try:
@@ -209,14 +210,14 @@ class Rollout:
             if self._on_swap is not None:
                 self._on_swap(None, previous)
 
-    def _serving_info(self) -> ModelInfo | None:
+    def _serving_info(self) -> ModelSchema | None:
         try:
             return self.plane.model
         except ModelUnavailableError:
             return None
 
 
-def _refused(version: str, error: Exception, serving: ModelInfo | None) -> LoadError:
+def _refused(version: str, error: Exception, serving: ModelSchema | None) -> LoadError:
     """The error of a refused load, logged: what failed and which version still serves."""
     log.warning(
         "load refused", extra={"event": "load_refused", "version": version, "reason": str(error)}

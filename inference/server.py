@@ -26,17 +26,16 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from inference import logs, tls
 from inference.config import Settings, load_settings
-from inference.dataplane import DataPlane, ExplainLimits, ModelInfo
+from inference.dataplane import DataPlane, ExplainLimits
 from inference.drift import DriftCollector, DriftTracker
 from inference.metrics import Metrics
 from inference.rollout import Rollout
 from inference.servicer import InferenceServicer
-from inference.tensors import Limits
 from modeling.bundle import BundleError
 from modeling.predictor import Predictor, load_bundle
 from modeling.repository import Repository
 from proto import inference_pb2, inference_pb2_grpc
-from proto.codec import SERVICE_NAME
+from proto.codec import SERVICE_NAME, Limits, ModelSchema
 
 log = logging.getLogger("inference")
 
@@ -147,7 +146,7 @@ class InferenceServer:
         server.start()
         self._health_server = server
 
-    def _on_swap(self, serving: ModelInfo | None, previous: ModelInfo | None) -> None:
+    def _on_swap(self, serving: ModelSchema | None, previous: ModelSchema | None) -> None:
         """Name the serving version on the metrics and in gRPC health (none: NOT_SERVING)."""
         self.metrics.observe_serving(
             self.plane.name,

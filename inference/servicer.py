@@ -28,17 +28,14 @@ from inference.dataplane import (
 )
 from inference.metrics import Metrics
 from inference.rollout import LoadBusyError, LoadError, Rollout
-from inference.tensors import decode_inputs, encode_outputs, requested_outputs
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.codec import (
-    CONTRIBUTION_GROUPS,
-    CONTRIBUTION_NAMES,
     DEFAULT_OUTPUTS,
-    MISSING_TEXT,
     CodecError,
-    encode_contribution_names,
-    encode_texts,
+    decode_inputs,
+    encode_outputs,
+    requested_outputs,
 )
 
 log = logging.getLogger(__name__)
@@ -150,28 +147,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ModelMetadataResponse:
         """The model's inputs, outputs, missing-value texts and contributions' names."""
-
-        def handle() -> pb.ModelMetadataResponse:
-            model = self._plane.get_model(request.name, request.version)
-            response = pb.ModelMetadataResponse(
-                name=model.name, versions=[model.version], platform=model.platform
-            )
-            for field, specs in (
-                (response.inputs, model.inputs),
-                (response.outputs, model.outputs),
-            ):
-                for spec in specs:
-                    field.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
-            parameters = response.parameters
-            parameters[MISSING_TEXT].string_param = encode_texts(model.missing_text)
-            names, groups = encode_contribution_names(
-                model.contribution_names, model.contribution_groups
-            )
-            parameters[CONTRIBUTION_NAMES].string_param = names
-            parameters[CONTRIBUTION_GROUPS].string_param = groups
-            return response
-
-        return self._call("ModelMetadata", context, handle)
+        return self._call(
+            "ModelMetadata",
+            context,
+            lambda: self._plane.get_model(request.name, request.version).to_metadata(),
+        )
 
     def ModelInfer(  # noqa: N802
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext

@@ -1,5 +1,5 @@
 """Property-based tests of the gateway's JSON -> tensor path (gateway.decode,
-gateway.convert, gateway.wire).
+gateway.convert, proto.codec).
 
 What the app runs for a request is the typed decode or, when it declines,
 ``parse_body`` -> ``rows_to_batch``; then ``encode_request``. The typed decode either
@@ -25,19 +25,18 @@ from hypothesis import strategies as st
 from gateway.config import Config
 from gateway.convert import (
     Batch,
-    InputSpec,
     encode_text,
     parse_body,
     parse_number,
     rows_to_batch,
 )
+from gateway.decode import decoder_for
 from gateway.errors import ApiError
 from gateway.oip_rest import parse_infer
-from gateway.wire import ModelSchema, encode_request
 from modeling.cleaning import MISSING_TEXT as MISSING  # what the server publishes
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from proto import inference_pb2 as pb
-from proto.codec import unpack_bytes  # what the server decodes with
+from proto.codec import ModelSchema, TensorSpec, encode_request, unpack_bytes
 
 FP32_MAX = float(np.finfo(np.float32).max)
 FP32_RANGE = "number out of range for float32"  # the reason once the FP32 bug is fixed
@@ -49,7 +48,7 @@ MANY = 40  # rows per generated request at most
 REAL = ModelSchema(
     "real",
     "1",
-    tuple(InputSpec(c, "FP64" if c in NUMERIC_COLUMNS else "BYTES") for c in COLUMNS),
+    tuple(TensorSpec(c, "FP64" if c in NUMERIC_COLUMNS else "BYTES") for c in COLUMNS),
     MISSING,
 )
 # A small mixed schema (FP32 too) so that full rows and many rows are cheap.
@@ -57,11 +56,11 @@ SMALL = ModelSchema(
     "small",
     "1",
     (
-        InputSpec("x0", "FP64"),
-        InputSpec("x1", "BYTES"),
-        InputSpec("x2", "FP32"),
-        InputSpec("x3", "FP64"),
-        InputSpec("x12", "BYTES"),
+        TensorSpec("x0", "FP64"),
+        TensorSpec("x1", "BYTES"),
+        TensorSpec("x2", "FP32"),
+        TensorSpec("x3", "FP64"),
+        TensorSpec("x12", "BYTES"),
     ),
     MISSING,
 )
@@ -169,7 +168,7 @@ def convert(rows: list[Any], schema: ModelSchema) -> Batch:
     )
 
 
-def expected_column(rows: list[dict[str, Any]], spec: InputSpec) -> list[Any]:
+def expected_column(rows: list[dict[str, Any]], spec: TensorSpec) -> list[Any]:
     """What the value-by-value parsers make of one input of valid rows."""
     values = [row.get(spec.name) for row in rows]
     if spec.datatype == "BYTES":
@@ -192,7 +191,7 @@ def check_batch(batch: Batch, rows: list[dict[str, Any]], schema: ModelSchema) -
             assert column.shape == (n,)
             assert not np.isinf(column).any()
             np.testing.assert_array_equal(column, np.array(expected, dtype=np.float64))
-    request = pb.ModelInferRequest.FromString(encode_request(schema, batch, 0, n))
+    request = pb.ModelInferRequest.FromString(encode_request(schema, batch.columns, 0, n))
     assert request.model_name == schema.name
     assert [t.name for t in request.inputs] == [s.name for s in schema.inputs]
     assert len(request.raw_input_contents) == len(schema.inputs)
@@ -380,7 +379,7 @@ def test_the_typed_decode_declines_or_equals_the_value_by_value_path(body: Any, 
     except (TypeError, orjson.JSONEncodeError):
         raw = dumps(body, 0)
     for candidate in (SMALL, REAL):
-        typed = candidate.decoder().batch(raw, MAX_TEXT)
+        typed = decoder_for(candidate).batch(raw, MAX_TEXT)
         if typed is None:
             continue
         slow = convert(parse_body(raw), candidate)  # must not raise: the body was regular
@@ -420,7 +419,7 @@ def test_a_value_beyond_float32_is_refused_for_an_fp32_input(n_rows: int) -> Non
     except ApiError as caught:
         error = caught
     else:  # what goes on the wire today
-        raw = pb.ModelInferRequest.FromString(encode_request(SMALL, batch, 0, n_rows))
+        raw = pb.ModelInferRequest.FromString(encode_request(SMALL, batch.columns, 0, n_rows))
         wire = np.frombuffer(raw.raw_input_contents[2], "<f4")
         assert np.isfinite(wire).all(), "an FP32 input sent as inf"
     assert error is not None
@@ -564,7 +563,7 @@ def test_bytes_spliced_anywhere_into_a_valid_body_never_raise_anything_but_a_400
     at = where % (len(body) + 1)
     body = body[:at] + raw + body[at:]
     for schema in (SMALL, REAL):  # the typed decode declines or converts, never raises
-        typed = schema.decoder().batch(body, MAX_TEXT)
+        typed = decoder_for(schema).batch(body, MAX_TEXT)
         assert typed is None or typed.n_rows >= 1
     try:
         convert(parse_body(body, MAX_ERRORS), SMALL)

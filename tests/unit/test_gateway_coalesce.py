@@ -13,12 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from gateway.client import Scores
 from gateway.coalesce import Coalescer
-from gateway.convert import Batch, InputSpec, concat_batches
+from gateway.convert import Batch, concat_batches
 from gateway.errors import ApiError
-from gateway.wire import ModelSchema, Scores
+from proto.codec import ModelSchema, TensorSpec
 
-SCHEMA = ModelSchema("m", "1", (InputSpec("x0", "FP64"), InputSpec("x1", "BYTES")))
+SCHEMA = ModelSchema("m", "1", (TensorSpec("x0", "FP64"), TensorSpec("x1", "BYTES")))
 
 
 def batch(*values: float) -> Batch:

@@ -14,7 +14,6 @@ import orjson
 import pytest
 
 from gateway.convert import (
-    InputSpec,
     encode_text,
     parse_body,
     rows_to_batch,
@@ -24,12 +23,13 @@ from gateway.decode import RowDecoder
 from gateway.errors import ApiError
 from modeling.cleaning import MISSING_TEXT as MISSING  # what the server publishes
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
+from proto.codec import TensorSpec
 
 SPECS = [
-    InputSpec("x0", "FP64"),
-    InputSpec("x1", "BYTES"),
-    InputSpec("x2", "FP64"),
-    InputSpec("x3", "FP64"),
+    TensorSpec("x0", "FP64"),
+    TensorSpec("x1", "BYTES"),
+    TensorSpec("x2", "FP64"),
+    TensorSpec("x3", "FP64"),
 ]
 EXERCISE_ROW = {
     "x0": "9.521496806",
@@ -274,7 +274,7 @@ def test_text_column_fast_path_keeps_order() -> None:
 
 
 def test_a_single_input_model() -> None:
-    batch = rows_to_batch([{"x0": "2"}], [InputSpec("x0", "FP64")])
+    batch = rows_to_batch([{"x0": "2"}], [TensorSpec("x0", "FP64")])
     assert batch.columns[0].tolist() == [2.0]  # type: ignore[union-attr]
 
 
@@ -352,7 +352,7 @@ def test_the_readmes_curl_row_takes_the_typed_decode() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     body = re.search(r"--url http://localhost:5001/predict .*?--data '(.*?)'", readme, re.S)
     assert body is not None
-    specs = [InputSpec(c, "FP64" if c in NUMERIC_COLUMNS else "BYTES") for c in COLUMNS]
+    specs = [TensorSpec(c, "FP64" if c in NUMERIC_COLUMNS else "BYTES") for c in COLUMNS]
     batch = RowDecoder(specs, MISSING).batch(body.group(1).encode(), 1024)
     assert batch is not None
     assert batch.columns[0].tolist() == [9.521496806]  # type: ignore[union-attr]
@@ -384,7 +384,7 @@ def test_the_typed_decode_declines_what_it_cannot_take_exactly(body: bytes) -> N
 
 
 def test_fp32_inputs_beyond_float32_are_named() -> None:
-    specs = [InputSpec("x0", "FP32"), InputSpec("x1", "BYTES")]
+    specs = [TensorSpec("x0", "FP32"), TensorSpec("x1", "BYTES")]
     rows = [{"x0": 1.0, "x1": "a"}, {"x0": -1e300, "x1": "a"}, {"x0": "3e38", "x1": "a"}]
     assert RowDecoder(specs, MISSING).batch(orjson.dumps(rows), 1024) is None
     with pytest.raises(ApiError) as refused:

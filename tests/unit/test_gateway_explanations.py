@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.convert import Batch, InputSpec
+from gateway.convert import Batch
 from gateway.errors import ApiError
 from gateway.explanations import explanation_rows, parse_top
-from gateway.wire import ModelSchema, WireError, decode_outputs, encode_request
 from proto import inference_pb2 as pb
-from proto.codec import CONTRIBUTION_GROUPS, CONTRIBUTION_NAMES
+from proto.codec import (
+    CONTRIBUTION_GROUPS,
+    CONTRIBUTION_NAMES,
+    CodecError,
+    ModelSchema,
+    TensorSpec,
+    decode_outputs,
+    encode_request,
+)
 
-SCHEMA = ModelSchema("demo", "v1", (InputSpec("x0", "FP64"), InputSpec("x1", "BYTES")))
+SCHEMA = ModelSchema("demo", "v1", (TensorSpec("x0", "FP64"), TensorSpec("x1", "BYTES")))
 BATCH = Batch(2, (np.array([1.0, 2.0]), [b"a", b"b"]))
 
 NAMES = ("x0", "x1", "x2", "mixture")
@@ -62,11 +69,11 @@ def test_any_other_top_is_a_400(text: str) -> None:
 
 def test_requested_outputs_merge_into_the_request() -> None:
     request = pb.ModelInferRequest.FromString(
-        encode_request(SCHEMA, BATCH, 0, 2, ("logit", "contributions"))
+        encode_request(SCHEMA, BATCH.columns, 0, 2, ("logit", "contributions"))
     )
     assert [o.name for o in request.outputs] == ["logit", "contributions"]
     assert len(request.raw_input_contents) == len(SCHEMA.inputs)
-    plain = pb.ModelInferRequest.FromString(encode_request(SCHEMA, BATCH, 0, 2))
+    plain = pb.ModelInferRequest.FromString(encode_request(SCHEMA, BATCH.columns, 0, 2))
     assert not plain.outputs
 
 
@@ -76,9 +83,9 @@ def test_outputs_are_shaped_and_checked() -> None:
     response.raw_output_contents.append(np.arange(6, dtype="<f8").tobytes())
     got = decode_outputs(response, {"contributions": (2, 3)})
     assert got["contributions"].tolist() == [[0, 1, 2], [3, 4, 5]]
-    with pytest.raises(WireError, match="expected"):
+    with pytest.raises(CodecError, match="expected"):
         decode_outputs(response, {"contributions": (3, 3)})
-    with pytest.raises(WireError, match="lacks"):
+    with pytest.raises(CodecError, match="lacks"):
         decode_outputs(response, {"contributions": (2, 3), "logit": (2,)})
 
 
@@ -94,7 +101,7 @@ def test_the_schema_reads_the_contributions_names_when_the_server_explains() -> 
     assert schema.contribution_names == ("x0", "mixture")
     assert schema.contribution_groups == {"mixture": ("x0",)}
     metadata.parameters[CONTRIBUTION_GROUPS].string_param = '{"mixture": "x0"}'
-    with pytest.raises(WireError, match=CONTRIBUTION_GROUPS):
+    with pytest.raises(CodecError, match=CONTRIBUTION_GROUPS):
         ModelSchema.from_metadata(metadata)
 
 

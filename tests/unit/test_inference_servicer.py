@@ -13,7 +13,6 @@ from inference.config import Settings
 from inference.dataplane import DataPlane, ExplainLimits
 from inference.metrics import Metrics
 from inference.servicer import SERVER_NAME, InferenceServicer
-from inference.tensors import Limits
 from modeling.cleaning import MISSING_TEXT as CLEANING_MISSING
 from modeling.predictor import Prediction, Predictor, load_bundle
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
@@ -23,6 +22,7 @@ from proto.codec import (
     CONTRIBUTION_GROUPS,
     CONTRIBUTION_NAMES,
     MISSING_TEXT,
+    Limits,
     decode_contribution_names,
     decode_texts,
 )

@@ -1,23 +1,24 @@
-"""OIP v2 encoding of requests and decoding of answers on the gateway side."""
+"""The codec's gateway half: encoding requests, decoding answers and metadata."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gateway.convert import Batch, InputSpec
-from gateway.wire import (
-    ModelSchema,
-    WireError,
-    decode_response,
-    encode_request,
-    request_prefix,
-)
+from gateway.convert import Batch
 from proto import inference_pb2 as pb
-from proto.codec import pack_bytes, unpack_bytes  # the server decodes with unpack_bytes
+from proto.codec import (
+    CodecError,
+    ModelSchema,
+    TensorSpec,
+    decode_outputs,
+    encode_request,
+    pack_bytes,
+    unpack_bytes,  # the server decodes with it
+)
 
 SCHEMA = ModelSchema(
-    "demo", "v1", (InputSpec("x0", "FP64"), InputSpec("x1", "BYTES"), InputSpec("x2", "FP32"))
+    "demo", "v1", (TensorSpec("x0", "FP64"), TensorSpec("x1", "BYTES"), TensorSpec("x2", "FP32"))
 )
 
 
@@ -27,7 +28,7 @@ def test_request_round_trips_through_protobuf() -> None:
     x1 = [f"v{i}".encode() for i in range(n)]
     x2 = np.arange(n, dtype=np.float64) / 4
     batch = Batch(n, (x0, x1, x2))
-    request = pb.ModelInferRequest.FromString(encode_request(SCHEMA, batch, 10, 260))
+    request = pb.ModelInferRequest.FromString(encode_request(SCHEMA, batch.columns, 10, 260))
     assert request.model_name == "demo"
     assert request.model_version == ""  # any version may answer (replicas mid-rollout)
     assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [
@@ -43,7 +44,9 @@ def test_request_round_trips_through_protobuf() -> None:
 
 def test_prefix_is_cached_per_row_count() -> None:
     assert SCHEMA.prefix(7) is SCHEMA.prefix(7)
-    assert SCHEMA.prefix(7) == request_prefix(SCHEMA, 7) != SCHEMA.prefix(8)
+    assert SCHEMA.prefix(7) != SCHEMA.prefix(8)
+    request = pb.ModelInferRequest.FromString(SCHEMA.prefix(7))
+    assert [list(t.shape) for t in request.inputs] == [[7], [7], [7]]
     for n in range(300):  # the cache stays bounded
         SCHEMA.prefix(n)
     assert len(SCHEMA._prefixes) <= 256
@@ -54,6 +57,11 @@ def test_pack_bytes_is_length_prefixed() -> None:
         b"\x02\x00\x00\x00ab" + b"\x00\x00\x00\x00" + b"\x02\x00\x00\x00\xc3\xa9"
     )
     assert pack_bytes([]) == b""
+
+
+def decode_response(response: pb.ModelInferResponse, n: int) -> tuple[np.ndarray, np.ndarray]:
+    found = decode_outputs(response, {"probability": (n,), "class": (n,)})
+    return found["probability"], found["class"]
 
 
 def _response(
@@ -76,7 +84,7 @@ def test_decode_raw_and_typed_outputs(raw: bool) -> None:
     probability, label = decode_response(_response([0.25, 0.75], [0, 1], raw), 2)
     assert probability.tolist() == [0.25, 0.75]
     assert label.tolist() == [0, 1]
-    assert label.dtype == np.int64
+    assert label.dtype == np.int64  # the wire's INT64
 
 
 def test_decode_other_output_datatypes_and_extra_outputs() -> None:
@@ -92,19 +100,19 @@ def test_decode_other_output_datatypes_and_extra_outputs() -> None:
     response = pb.ModelInferResponse()
     response.outputs.add(name="probability", datatype="FP64").contents.fp64_contents.append(0.9)
     response.outputs.add(name="class", datatype="BOOL").contents.bool_contents.append(True)
-    assert decode_response(response, 1)[1].tolist() == [1]
+    assert decode_response(response, 1)[1].tolist() == [True]
 
 
 def test_decode_rejects_wrong_length_missing_output_and_bad_datatype() -> None:
-    with pytest.raises(WireError, match=r"2 values, expected \(3,\)"):
+    with pytest.raises(CodecError, match=r"2 values, expected \(3,\)"):
         decode_response(_response([0.1, 0.2], [0, 0]), 3)
     response = _response([0.1], [0])
     del response.outputs[1]
-    with pytest.raises(WireError, match="lacks"):
+    with pytest.raises(CodecError, match="lacks"):
         decode_response(response, 1)
     response = pb.ModelInferResponse()
     response.outputs.add(name="probability", datatype="BYTES")
-    with pytest.raises(WireError, match="unsupported datatype"):
+    with pytest.raises(CodecError, match="unsupported datatype"):
         decode_response(response, 1)
 
 
@@ -121,7 +129,28 @@ def test_schema_from_metadata() -> None:
     schema = ModelSchema.from_metadata(
         _metadata([("x0", "FP64"), ("x1", "BYTES")], ["probability", "class"])
     )
-    assert schema == ModelSchema("demo", "7", (InputSpec("x0", "FP64"), InputSpec("x1", "BYTES")))
+    outputs = (TensorSpec("probability", "FP64"), TensorSpec("class", "FP64"))
+    inputs = (TensorSpec("x0", "FP64"), TensorSpec("x1", "BYTES"))
+    assert schema == ModelSchema("demo", "7", inputs, outputs, platform="x")
+
+
+def test_metadata_round_trips_through_protobuf() -> None:
+    schema = ModelSchema(
+        "demo",
+        "3",
+        (TensorSpec("x0", "FP64"), TensorSpec("x1", "BYTES")),
+        (
+            TensorSpec("probability", "FP64"),
+            TensorSpec("class", "INT64"),
+            TensorSpec("c", "FP64", (-1, -1)),
+        ),
+        platform="p",
+        missing_text=frozenset({"", "na"}),
+        contribution_names=("x0", "pair"),
+        contribution_groups={"pair": ("x0", "x1")},
+    )
+    wire = pb.ModelMetadataResponse.FromString(schema.to_metadata().SerializeToString())
+    assert ModelSchema.from_metadata(wire) == schema
 
 
 @pytest.mark.parametrize(
@@ -133,5 +162,5 @@ def test_schema_from_metadata() -> None:
     ],
 )
 def test_unusable_metadata(inputs: list[tuple[str, str]], outputs: list[str], match: str) -> None:
-    with pytest.raises(WireError, match=match):
+    with pytest.raises(CodecError, match=match):
         ModelSchema.from_metadata(_metadata(inputs, outputs))

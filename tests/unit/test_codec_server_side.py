@@ -5,16 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.tensors import (
+from proto import inference_pb2 as pb
+from proto.codec import (
+    BYTES,
+    FP64,
+    INT64,
+    CodecError,
     Limits,
-    TensorError,
     TensorSpec,
     decode_inputs,
     encode_outputs,
+    pack_bytes,
     requested_outputs,
 )
-from proto import inference_pb2 as pb
-from proto.codec import BYTES, FP64, INT64, pack_bytes
 
 LIMITS = Limits(max_rows=100, max_text_bytes=64)  # beyond what these requests hold
 SPECS = {"a": TensorSpec("a", FP64), "b": TensorSpec("b", BYTES), "c": TensorSpec("c", FP64)}
@@ -105,7 +108,7 @@ def _mutations():
 def test_invalid_raw_requests_name_the_problem(mutate, message: str) -> None:
     request = raw_request()
     mutate(request)
-    with pytest.raises(TensorError, match=message):
+    with pytest.raises(CodecError, match=message):
         decode_inputs(request, SPECS, LIMITS)
 
 
@@ -113,11 +116,11 @@ def test_typed_contents_must_match_the_shape() -> None:
     request = typed_request()
     request.inputs[1].shape[:] = [3]
     del request.inputs[1].contents.bytes_contents[-1]
-    with pytest.raises(TensorError, match="input b: bytes_contents has 2 values, expected 3"):
+    with pytest.raises(CodecError, match="input b: bytes_contents has 2 values, expected 3"):
         decode_inputs(request, SPECS, LIMITS)
     request = typed_request()
     request.inputs[0].contents.ClearField("fp64_contents")
-    with pytest.raises(TensorError, match="input a: fp64_contents has 0 values"):
+    with pytest.raises(CodecError, match="input a: fp64_contents has 0 values"):
         decode_inputs(request, SPECS, LIMITS)
 
 
@@ -128,7 +131,7 @@ def test_requested_outputs() -> None:
     request.outputs.add(name="class")
     assert requested_outputs(request, available, available) == ["class"]
     request.outputs.add(name="logit")
-    with pytest.raises(TensorError, match="'logit' is not an output"):
+    with pytest.raises(CodecError, match="'logit' is not an output"):
         requested_outputs(request, available, available)
 
 
@@ -154,8 +157,8 @@ def test_outputs_are_encoded_as_raw_little_endian() -> None:
 def test_limits_refuse_too_many_rows_and_too_long_texts() -> None:
     limits = Limits(max_rows=3, max_text_bytes=5)  # "café" is 5 bytes of UTF-8
     assert decode_inputs(raw_request(), SPECS, limits)[1] == 3
-    with pytest.raises(TensorError, match="input a: 4 rows; at most 3 per request"):
+    with pytest.raises(CodecError, match="input a: 4 rows; at most 3 per request"):
         decode_inputs(raw_request(a=[1.0] * 4, b=[b""] * 4), SPECS, limits)
-    with pytest.raises(TensorError, match="input b: row 1 holds 6 bytes; at most 5 per value"):
+    with pytest.raises(CodecError, match="input b: row 1 holds 6 bytes; at most 5 per value"):
         decode_inputs(typed_request(b=[b"wed", b"123456", b""]), SPECS, limits)
     assert decode_inputs(typed_request(b=[b"wed", b"12345", b""]), SPECS, limits)[1] == 3
