@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,16 @@ Model = TypeVar("Model")
 
 class NotFittedError(RuntimeError):
     """A learner asked to score or save before it was fitted or loaded."""
+
+
+PARALLEL_ROWS = 512
+"""Batches from this many rows are scored on every usable core; smaller ones on one
+(thread start-up outweighs the work, and concurrent small calls already fill the cores)."""
+
+
+def prediction_threads(n_rows: int) -> int:
+    """Threads to score ``n_rows`` rows with: one, or every usable core for a large batch."""
+    return len(os.sched_getaffinity(0)) if n_rows >= PARALLEL_ROWS else 1
 
 
 def sigmoid(logit: NDArray[np.float64]) -> NDArray[np.float64]:

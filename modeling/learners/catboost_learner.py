@@ -9,7 +9,7 @@ import numpy as np
 from catboost import CatBoostClassifier, FeaturesData, Pool
 from numpy.typing import NDArray
 
-from modeling.learners.base import Contributions, Learner, Validation
+from modeling.learners.base import Contributions, Learner, Validation, prediction_threads
 from modeling.schema import COLUMNS
 
 _MISSING_CATEGORY = "missing"
@@ -84,9 +84,11 @@ class CatBoostLearner(Learner):
         return self.fitted(self._model)
 
     def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Log-odds on one thread (online batches are small; replicas give parallelism)."""
+        """Log-odds, on one thread unless the batch is large (:func:`prediction_threads`)."""
         raw = self.model.predict(
-            self._pool(features), prediction_type="RawFormulaVal", thread_count=1
+            self._pool(features),
+            prediction_type="RawFormulaVal",
+            thread_count=prediction_threads(len(features)),
         )
         return np.asarray(raw, dtype=np.float64)
 

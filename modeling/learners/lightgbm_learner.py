@@ -9,7 +9,7 @@ import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 
-from modeling.learners.base import Contributions, Learner, Validation
+from modeling.learners.base import Contributions, Learner, Validation, prediction_threads
 from modeling.learners.compiled import CompiledTrees
 from modeling.schema import COLUMNS
 
@@ -80,7 +80,7 @@ class LightGBMLearner(Learner):
         return self.fitted(self._booster)
 
     def decision_function(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Log-odds (LightGBM's raw score); one thread, fastest for small online batches.
+        """Log-odds (LightGBM's raw score), on one thread unless the batch is large.
 
         After :meth:`accelerate`, the trees compiled to native code answer once they are
         proven equal to the booster (:mod:`modeling.learners.compiled`).
@@ -88,7 +88,11 @@ class LightGBMLearner(Learner):
         if self._compiled is not None:
             return self._compiled(np.ascontiguousarray(features[:, self.columns]))
         return np.asarray(
-            self.booster.predict(features[:, self.columns], raw_score=True, num_threads=1),
+            self.booster.predict(
+                features[:, self.columns],
+                raw_score=True,
+                num_threads=prediction_threads(len(features)),
+            ),
             dtype=np.float64,
         )
 

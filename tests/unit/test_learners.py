@@ -1,3 +1,4 @@
+import os
 import pickle
 import pickletools
 
@@ -6,6 +7,7 @@ import pytest
 
 from modeling.cleaning import clean
 from modeling.learners import LEARNERS, NotFittedError
+from modeling.learners.base import PARALLEL_ROWS, prediction_threads
 from modeling.learners.meta import MetaLearner
 from modeling.training.crossval import candidates
 from modeling.training.params import load_params
@@ -157,3 +159,15 @@ def test_logistic_fits_its_validation_rows_too(data):
     whole = LEARNERS["logistic"](**QUICK["logistic"]).fit(features, target)
     np.testing.assert_allclose(both.coef, whole.coef)
     assert both.capacity() == {}
+
+
+def test_large_batches_use_every_core_and_score_like_small_ones(data):
+    cores = len(os.sched_getaffinity(0))
+    assert prediction_threads(1) == prediction_threads(PARALLEL_ROWS - 1) == 1
+    assert prediction_threads(PARALLEL_ROWS) == cores
+    features, target = data
+    for name in ("lightgbm", "catboost"):
+        learner = LEARNERS[name](**QUICK[name]).fit(features[:1000], target[:1000])
+        whole = learner.decision_function(features)  # 1500 rows: every core
+        pieces = [learner.decision_function(features[i : i + 100]) for i in range(0, 1500, 100)]
+        np.testing.assert_array_equal(whole, np.concatenate(pieces))
