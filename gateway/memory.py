@@ -61,11 +61,6 @@ class Budget:
         self._large_in_flight = 0
         self._trim = _Trimmer()
 
-    @property
-    def held(self) -> int:
-        """Bytes reserved by requests in flight."""
-        return self._held
-
     def reserve(self, size: int) -> Reservation:
         """Reserve ``size`` bytes for a request (use as a context manager).
 

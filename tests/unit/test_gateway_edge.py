@@ -70,9 +70,13 @@ def test_the_budget_admits_within_its_limit_then_503_then_frees() -> None:
             budget.reserve(50)
         assert (refused.value.status, refused.value.headers) == (503, {"Retry-After": "3"})
         first.resize(30)  # the counted estimate replaces the first guess
-        with budget.reserve(50):
-            assert budget.held == 80
-    assert budget.held == 0
+        with budget.reserve(50):  # 80 held: 20 more fit, 21 do not
+            with pytest.raises(ApiError):
+                budget.reserve(21)
+            with budget.reserve(20):
+                pass
+    with budget.reserve(100):  # everything was given back
+        pass
     with pytest.raises(ApiError) as never:
         budget.reserve(101)
     assert never.value.status == 413
