@@ -14,36 +14,60 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from gateway import metrics
 from gateway.app import create_app
-from gateway.config import ENV, Config
+from gateway.config import ENV, Config, SettingsError, default_workers, settings
 from gateway.errors import ApiError, detail, invalid_input, preview
 from gateway.openapi import OPENAPI
 
 
-def test_config_defaults_and_environment() -> None:
-    assert Config.from_env({}) == Config()
-    config = Config.from_env(
-        {
-            "INFERENCE_TARGET": "dns:///inference:8001",
-            "GATEWAY_DEADLINE_S": "0.5",
-            "GATEWAY_MAX_ROWS": "10",
-            "INFERENCE_MODEL": " m ",
-            "GATEWAY_CHUNK_ROWS": "",
-        }
-    )
+def test_config_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Config.from_env() == Config()
+    for name, value in {
+        "INFERENCE_TARGET": "dns:///inference:8001",
+        "GATEWAY_DEADLINE_S": "0.5",
+        "GATEWAY_MAX_ROWS": "10",
+        "INFERENCE_MODEL": " m ",
+        "GATEWAY_CHUNK_ROWS": "",
+        "gateway_threads": "3",  # the names are case-sensitive
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = Config.from_env()
     assert config.inference_target == "dns:///inference:8001"
     assert config.deadline_s == 0.5
     assert config.max_rows == 10
     assert config.model_name == "m"
     assert config.chunk_rows == Config().chunk_rows
-    assert set(ENV) == set(Config.__dataclass_fields__)
+    assert config.threads == 8
+    assert set(ENV) == set(Config.model_fields)
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("GATEWAY_MAX_ROWS", "ten"), ("GATEWAY_DEADLINE_S", "0")]
+    ("name", "value", "reason"),
+    [
+        ("GATEWAY_MAX_ROWS", "ten", "valid integer"),
+        ("GATEWAY_DEADLINE_S", "0", "greater than 0"),
+        ("GATEWAY_PORT", "70000", "less than or equal to 65535"),
+        ("GATEWAY_ACCESS_LOG", "maybe", "valid boolean"),
+        ("GATEWAY_LOG_LEVEL", "loud", "not a logging level"),
+    ],
 )
-def test_bad_settings_raise_naming_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        Config.from_env({name: value})
+def test_bad_settings_raise_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, reason: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as error:
+        Config.from_env()
+    assert str(error.value).startswith(f"{name}={value!r}: ")
+    assert reason in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_two_bad_settings_name_the_first_and_count_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_THREADS", "0")
+    monkeypatch.setenv("GATEWAY_MAX_ROWS", "-1")
+    with pytest.raises(SettingsError, match=r"^GATEWAY_THREADS='0': .* \(and 1 more\)$"):
+        Config.from_env()
 
 
 def test_error_helpers() -> None:
@@ -111,6 +135,7 @@ def test_metrics_render_multiprocess_directory(
 def _gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no-untyped-def]
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    settings.cache_clear()
     import gateway.gunicorn_conf as conf
 
     return importlib.reload(conf)
@@ -123,18 +148,23 @@ def test_gunicorn_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
         GATEWAY_WORKERS="3",
         GATEWAY_THREADS="2",
         GATEWAY_HOST="127.0.0.1",
+        GATEWAY_ACCESS_LOG="1",
+        GATEWAY_LOG_LEVEL="WARNING",
     )
     assert conf.bind == "127.0.0.1:6001"
     assert (conf.workers, conf.threads) == (3, 2)
+    assert (conf.accesslog, conf.loglevel) == ("-", "warning")
     worker = importlib.import_module(conf.worker_class.rsplit(".", 1)[0])
     assert issubclass(getattr(worker, conf.worker_class.rsplit(".", 1)[1]), ThreadWorker)
     assert conf.preload_app is False
-    assert conf.default_workers() >= 1
     monkeypatch.setenv("GATEWAY_WORKERS", "0")
-    with pytest.raises(ValueError, match="GATEWAY_WORKERS"):
+    settings.cache_clear()
+    with pytest.raises(SystemExit, match=r"^gateway: GATEWAY_WORKERS='0': "):
         importlib.reload(conf)
     monkeypatch.delenv("GATEWAY_WORKERS")
+    settings.cache_clear()
     importlib.reload(conf)
+    assert conf.workers == default_workers() >= 1
 
 
 def test_gunicorn_hooks_manage_the_metrics_directory(
