@@ -202,6 +202,14 @@ class Config(BaseSettings):
         "target's host",
     )
 
+    metrics_dir: str = Field(
+        "",
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="where the workers share their metrics (prometheus_client's "
+        "multiprocess mode, `gateway.metrics`); bin/start-gateway makes a fresh one, "
+        "removed on exit; empty: each process serves its own",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -18,7 +18,6 @@ import shutil
 import sys
 from typing import Any
 
-from gateway import metrics
 from gateway.config import SettingsError, settings
 
 try:
@@ -52,9 +51,8 @@ _coverage: Any = None
 
 def on_starting(server: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature
     """Empty the Prometheus multiprocess directory (stale samples of an earlier run)."""
-    directory = os.environ.get(metrics.MULTIPROC_ENV)
-    if directory:
-        for path in glob.glob(os.path.join(directory, "*.db")):
+    if _SETTINGS.metrics_dir:
+        for path in glob.glob(os.path.join(_SETTINGS.metrics_dir, "*.db")):
             os.remove(path)
 
 
@@ -98,11 +96,14 @@ def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001
 
 def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001
     """Tell prometheus_client a worker is gone (its live gauges no longer count)."""
-    metrics.mark_process_dead(worker.pid)
+    if _SETTINGS.metrics_dir:
+        # Imported here: gateway.metrics is the workers' (the master keeps no samples).
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _SETTINGS.metrics_dir)
 
 
 def on_exit(server: Any) -> None:  # noqa: ARG001
     """Remove the metrics directory when bin/start-gateway created it for this run."""
-    directory = os.environ.get(metrics.MULTIPROC_ENV)
-    if directory and os.environ.get("GATEWAY_METRICS_DIR_OWNED") == "1":
-        shutil.rmtree(directory, ignore_errors=True)
+    if _SETTINGS.metrics_dir and os.environ.get("GATEWAY_METRICS_DIR_OWNED") == "1":
+        shutil.rmtree(_SETTINGS.metrics_dir, ignore_errors=True)

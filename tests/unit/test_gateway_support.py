@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -120,7 +121,6 @@ def test_metrics_render_single_process(monkeypatch: pytest.MonkeyPatch) -> None:
     body, content_type = metrics.render()
     assert b'gateway_requests_total{route="/test",status="200"}' in body
     assert content_type.startswith("text/plain")
-    metrics.mark_process_dead(os.getpid())  # no multiprocess directory: nothing to do
 
 
 def test_metrics_render_multiprocess_directory(
@@ -129,7 +129,39 @@ def test_metrics_render_multiprocess_directory(
     monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
     body, _ = metrics.render()
     assert isinstance(body, bytes)
-    metrics.mark_process_dead(12345)
+
+
+def test_a_full_metrics_directory_answers_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    assert metrics.unusable(str(tmp_path)) == ""
+    monkeypatch.setattr(metrics, "HEADROOM_BYTES", 1 << 62)  # more than any disk has free
+    assert "bytes free (fewer than" in metrics.unusable(str(tmp_path))
+    with pytest.raises(metrics.MetricsUnavailableError, match="bytes free"):
+        metrics.render()
+    metrics.claim_directory()  # nowhere has that much room: the directory is kept
+    assert os.environ[metrics.MULTIPROC_ENV] == str(tmp_path)
+
+
+def test_an_unusable_metrics_directory_keeps_the_worker_s_samples_private(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shared = tmp_path / "gone"
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(shared))
+    monkeypatch.setattr(metrics, "_shared", [])
+    metrics.claim_directory()
+    private = Path(os.environ[metrics.MULTIPROC_ENV])
+    try:
+        assert private != shared
+        assert private.is_dir()
+        assert metrics.shared_directory() == str(shared)  # /metrics still merges the shared one
+        with pytest.raises(metrics.MetricsUnavailableError, match="No such file"):
+            metrics.render()
+        assert shared.is_dir()  # made again: the next scrape answers
+        assert isinstance(metrics.render()[0], bytes)
+    finally:
+        shutil.rmtree(private)
 
 
 def _gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no-untyped-def]
@@ -170,19 +202,20 @@ def test_gunicorn_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_gunicorn_hooks_manage_the_metrics_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    conf = _gunicorn_conf(monkeypatch)
     directory = tmp_path / "metrics"
     directory.mkdir()
+    conf = _gunicorn_conf(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(directory))
     (directory / "counter_1.db").write_bytes(b"stale")
     (directory / "keep.txt").write_text("x")
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
     monkeypatch.delenv("COVERAGE_PROCESS_START", raising=False)
     conf.on_starting(None)
     assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
     worker = SimpleNamespace(pid=999_999)
     conf.post_fork(None, worker)  # no coverage requested: nothing started
     conf.worker_exit(None, worker)
-    conf.child_exit(None, worker)
+    (directory / "gauge_livesum_999999.db").write_bytes(b"")
+    conf.child_exit(None, worker)  # a dead worker's live gauges no longer count
+    assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
     monkeypatch.delenv("GATEWAY_METRICS_DIR_OWNED", raising=False)
     conf.on_exit(None)
     assert directory.exists()  # not ours: kept
