@@ -42,7 +42,7 @@ MULTIPROC_ENV = ENV["metrics_dir"]
 HEADROOM_BYTES = 4 * 1024 * 1024
 """Free space the shared directory needs for a worker to write there (room for the
 workers' files to grow)."""
-_SHM = "/dev/shm"  # noqa: S108  # nosec B108 - memory, not a shared disk
+_SHM = "/dev/shm"  # noqa: S108  # nosec B108
 log = logging.getLogger("gateway")
 P = ParamSpec("P")
 _shared: list[str] = []
