@@ -2,8 +2,9 @@
 
 Every setting has a default and one environment variable (its ``validation_alias``); a
 bad value stops the process at start with one line naming the variable
-(:class:`SettingsError`). gunicorn's master reads them (:func:`settings`), and the
-workers it forks, the nginx front (:mod:`gateway.edge`) and the app share that reading.
+(:class:`SettingsError`). gunicorn's master reads them once (:func:`settings`) and the
+workers it forks inherit that reading; ``python -m gateway.edge`` reads them to render
+nginx's configuration.
 """
 
 from __future__ import annotations
@@ -237,7 +238,9 @@ def one_line(error: ValidationError) -> str:
     first = problems[0]
     where = ".".join(str(part) for part in first["loc"]) or "settings"
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}={first['input']!r}: {first['msg']}{more}"
+    cause = first.get("ctx", {}).get("error")  # a check of ours: its own words
+    reason = str(cause) if cause is not None else first["msg"]
+    return f"{where}={first['input']!r}: {reason}{more}"
 
 
 ENV: Mapping[str, str] = {
