@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable
 from typing import ParamSpec
@@ -213,7 +214,7 @@ def render() -> tuple[bytes, str]:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=directory)
             return generate_latest(registry), CONTENT_TYPE_LATEST
-        except (OSError, ValueError) as error:  # a file removed or cut short meanwhile
+        except (OSError, ValueError, struct.error) as error:  # a file gone or cut short
             why = str(error)
     with contextlib.suppress(OSError):
         os.makedirs(directory, exist_ok=True)

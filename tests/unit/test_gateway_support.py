@@ -144,6 +144,30 @@ def test_a_full_metrics_directory_answers_unavailable(
     assert os.environ[metrics.MULTIPROC_ENV] == str(tmp_path)
 
 
+def test_a_cut_short_metrics_file_answers_unavailable_not_500(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    (tmp_path / "counter_1.db").write_bytes(b"stale")  # struct.error in the merge
+    with pytest.raises(metrics.MetricsUnavailableError, match="unpack"):
+        metrics.render()
+
+
+def test_a_failed_metrics_update_is_logged_once_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @metrics._best_effort
+    def update() -> None:
+        raise OSError("disk gone")
+
+    with caplog.at_level("WARNING", logger="gateway"):
+        update()
+        update()
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics update failed, predictions go on: disk gone"
+    ]
+
+
 def test_an_unusable_metrics_directory_keeps_the_worker_s_samples_private(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
