@@ -122,9 +122,9 @@ def model_floor(bundle: Path, rows: list[dict[str, str]]) -> dict[str, Any] | No
     """The in-process predictor on the rows: median seconds for all and for one, answers."""
     if not (bundle / "manifest.json").exists():
         return None
-    from modeling.predictor import load_bundle  # bench only: the gateway never imports modeling
+    from modeling.predictor import Predictor  # bench only: the gateway never imports modeling
 
-    predictor = load_bundle(bundle)
+    predictor = Predictor.from_bundle(bundle)
     columns = as_served(rows)
     one = as_served(rows[:1])
     predictor.predict(columns, len(rows))  # warm-up

@@ -34,7 +34,7 @@ from bench.machine import describe
 from inference.dataplane import DataPlane
 from inference.drift import DriftCollector, DriftTracker
 from modeling.cleaning import clean
-from modeling.predictor import Predictor, load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import NUMERIC_COLUMNS
 from modeling.training.cli import main as modeling_main
 from modeling.training.synthetic import synthetic_table
@@ -109,7 +109,7 @@ def main() -> None:
             bundle = Path(scratch) / "quick"
             argv = ["train", "--synthetic", "2000", "--profile", "quick", "--out", str(bundle)]
             assert modeling_main(argv) == 0
-        predictor = load_bundle(bundle)
+        predictor = Predictor.from_bundle(bundle)
     profile = predictor.profile
     if profile is None:
         raise SystemExit(f"bundle {bundle} has no profile.json: retrain it")

@@ -26,7 +26,7 @@ from bench.cli import as_served, median_s, read_rows
 from bench.http_load import Session, Target, percentile
 from bench.machine import describe
 from modeling.cleaning import clean
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 
 
 def median_ms(call: Callable[[], Any], repeat: int) -> float:
@@ -36,7 +36,7 @@ def median_ms(call: Callable[[], Any], repeat: int) -> float:
 
 def in_process(bundle: Path, rows: list[dict[str, str]], repeat: int) -> list[str]:
     """Table lines: score and explain 1 row and every row, per learner and for the stack."""
-    predictor = load_bundle(bundle)
+    predictor = Predictor.from_bundle(bundle)
     columns, n = as_served(rows), len(rows)
     one = as_served(rows[:1])
     matrix, first = clean(columns, n).matrix, clean(one, 1).matrix

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from modeling.cleaning import clean
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import TEXT_COLUMNS
 from modeling.training.data import read_csv
 
@@ -65,8 +65,8 @@ def main() -> None:
     parser.add_argument("--rows", type=Path, required=True, help="CSV with x0..x99")
     args = parser.parse_args()
 
-    load_ms = _timings(lambda: load_bundle(args.bundle), 3)
-    predictor = load_bundle(args.bundle)
+    load_ms = _timings(lambda: Predictor.from_bundle(args.bundle), 3)
+    predictor = Predictor.from_bundle(args.bundle)
     columns, n_rows = _as_served(args.rows)
     one = {name: values[:1] for name, values in columns.items()}
     predictor.predict(one, 1)  # warm up

@@ -17,14 +17,14 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 
 
 def create_app(bundle: Path) -> Flask:
     """The naive app around the bundle's predictor."""
     import pandas as pd  # what such servers use; training-side dependency
 
-    predictor = load_bundle(bundle)
+    predictor = Predictor.from_bundle(bundle)
     app = Flask("naive")
 
     @app.post("/predict")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 
-from gateway.config import Config
+from gateway.config import Config, SettingsError, settings
 from gateway.errors import UNREADABLE_AS_BAD_REQUEST
 
 SOCKET_NAME = "gunicorn.sock"
@@ -72,12 +72,11 @@ def _error_locations(config: Config) -> str:
     return "\n".join(lines)
 
 
-def render(runtime_dir: Path, config: Config, env: Mapping[str, str]) -> str:
-    """The nginx configuration for ``config``, listening where ``env`` says."""
-    host = env.get("GATEWAY_HOST", "127.0.0.1")
-    port = int(env.get("GATEWAY_PORT", "5001"))
+def render(runtime_dir: Path, config: Config) -> str:
+    """The nginx configuration for ``config``."""
+    host, port = config.host, config.port
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    access = "/dev/stdout" if env.get("GATEWAY_ACCESS_LOG", "") in ("1", "true") else "off"
+    access = "/dev/stdout" if config.access_log else "off"
     # the app answers 504 itself before this
     upstream_timeout_s = int(max(config.deadline_s, config.explain_deadline_s)) + 5
     run = runtime_dir
@@ -138,9 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m gateway.edge RUNTIME_DIR", file=sys.stderr)
         return 2
+    try:
+        config = settings()
+    except SettingsError as error:
+        print(f"gateway: {error}", file=sys.stderr)
+        return 2
     runtime_dir = Path(args[0]).resolve()
     runtime_dir.mkdir(parents=True, exist_ok=True)
-    (runtime_dir / CONFIG_NAME).write_text(render(runtime_dir, Config.from_env(), os.environ))
+    (runtime_dir / CONFIG_NAME).write_text(render(runtime_dir, config))
     return 0
 
 

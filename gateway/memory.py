@@ -1,14 +1,14 @@
 """Bounded memory per gateway process: admission by estimated size, memory given back.
 
-A JSON body costs far more once decoded than on the wire (a 22 MB body of 10,000 rows
-of strings decodes to about 110 MB: about 100 bytes per value). A worker admits a
-request only while the estimated decoded size of every request it holds fits its
-budget; beyond it the client gets 503 with ``Retry-After`` (never a worker killed for
-memory with every call in flight lost). While the body is read, the reservation grows
-with the bytes received (never with a ``Content-Length`` only promised); once it is
-read, the estimate from its counted values replaces it.
-After a large request, freed memory is handed back to the operating system
-(``malloc_trim``), so a burst of large calls does not leave the process at its peak.
+A JSON body costs far more once decoded than on the wire (the figures behind the
+estimate are in docs/performance.md). A worker admits a request only while the
+estimated decoded size of every request it holds fits its budget; beyond it the
+client gets 503 with ``Retry-After`` (never a worker killed for memory with every call
+in flight lost). While the body is read, the reservation grows with the bytes received
+(never with a ``Content-Length`` only promised); once it is read, the estimate from its
+counted values replaces it. After a large request, freed memory is handed back to the
+operating system (``malloc_trim``), so a burst of large calls does not leave the process
+at its peak.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from types import TracebackType
 from gateway.errors import ApiError, unavailable
 
 BYTES_PER_VALUE = 100
-"""Decoded size of one JSON value (a string in a row object), measured with tracemalloc."""
+"""Decoded size of one JSON value (a string in a row object)."""
 BYTES_PER_BODY_BYTE = 6
-"""Decoded size per body byte, assumed before the values are counted (measured: 5)."""
+"""Decoded size per body byte, assumed before the values are counted."""
 BYTES_PER_CONTRIBUTION = 400
-"""Memory of one listed contribution of an ``/explain`` answer, objects and JSON (measured:
-380 with 10 per row, 300 with all 101)."""
+"""Memory of one listed contribution of an ``/explain`` answer, objects and JSON."""
 TRIM_ABOVE_BYTES = 8 * 1024 * 1024
 """Requests estimated larger than this give their memory back to the system when done."""
 
@@ -60,11 +59,6 @@ class Budget:
         self._held = 0
         self._large_in_flight = 0
         self._trim = _Trimmer()
-
-    @property
-    def held(self) -> int:
-        """Bytes reserved by requests in flight."""
-        return self._held
 
     def reserve(self, size: int) -> Reservation:
         """Reserve ``size`` bytes for a request (use as a context manager).

@@ -5,19 +5,25 @@ temporary directory) every worker writes its samples there and ``/metrics`` merg
 them; otherwise the process's own registry is served (tests, a plain Flask run).
 
 Losing metrics never loses a prediction. prometheus_client maps each worker's file
-into memory after growing it sparsely, so on a full disk the first write to a new page
-killed the worker with SIGBUS; here the space is allocated before a file is mapped
-(:class:`_AllocatedDict`): on a full disk the process keeps its samples in memory
-instead (missing from ``/metrics``), and every update is best effort
-(:func:`_best_effort`). A missing directory makes ``/metrics`` answer 503 once
-and is created again.
+into memory after growing it sparsely, so on a full disk a write to a new page kills
+the worker with SIGBUS. So each worker checks the directory before its first sample
+(:func:`claim_directory`): unwritable or with less than :data:`HEADROOM_BYTES` free, the
+worker writes its samples to a private directory instead (missing from ``/metrics``).
+``/metrics`` checks it again: full, missing or unreadable, it answers 503 (a missing
+directory is created again). Every update is best effort (:func:`_best_effort`).
+docs/hardening.md says why this way.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import logging
 import os
+import shutil
+import struct
+import tempfile
 from collections.abc import Callable
 from typing import ParamSpec
 
@@ -29,63 +35,76 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
-    values,
 )
-from prometheus_client.mmap_dict import _INITIAL_MMAP_SIZE, MmapedDict
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from gateway.config import ENV
+
+MULTIPROC_ENV = ENV["metrics_dir"]
+HEADROOM_BYTES = 4 * 1024 * 1024
+"""Free space the shared directory needs for a worker to write there (room for the
+workers' files to grow)."""
+_SHM = "/dev/shm"  # noqa: S108  # nosec B108
 log = logging.getLogger("gateway")
 P = ParamSpec("P")
+_shared: list[str] = []
+"""The shared directory, once this process writes elsewhere (:func:`claim_directory`)."""
 
 
 class MetricsUnavailableError(RuntimeError):
     """The shared metrics cannot be read now."""
 
 
-def _allocate(filename: str) -> None:
-    """Create a metrics file with its first block of disk space really allocated."""
-    descriptor = os.open(filename, os.O_CREAT | os.O_RDWR, 0o644)
+def shared_directory() -> str:
+    """The directory every worker's samples are merged from; empty: none."""
+    return _shared[0] if _shared else os.environ.get(MULTIPROC_ENV, "")
+
+
+def unusable(directory: str) -> str:
+    """Why this process cannot write samples to ``directory`` now; empty when it can."""
     try:
-        if os.fstat(descriptor).st_size == 0:
-            os.posix_fallocate(descriptor, 0, _INITIAL_MMAP_SIZE)
-    except OSError:
-        os.unlink(filename)  # an empty file would break the merge of the others
-        raise
-    finally:
-        os.close(descriptor)
+        stats = os.statvfs(directory)
+    except OSError as error:
+        return f"{directory}: {error.strerror}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{directory} is not writable"
+    free = stats.f_bavail * stats.f_frsize
+    if free < HEADROOM_BYTES:
+        return f"{directory} has {free} bytes free (fewer than {HEADROOM_BYTES})"
+    return ""
 
 
-class _AllocatedDict(MmapedDict):
-    """A metrics file whose disk space is allocated before it is mapped (no SIGBUS)."""
+def claim_directory() -> None:
+    """Before this process's first sample: the shared directory, else a private one.
 
-    def __init__(self, filename: str, read_mode: bool = False) -> None:
-        memory = None
-        if not read_mode:
-            try:
-                _allocate(filename)
-            except OSError as error:  # this process's samples stay out of /metrics
-                log.warning("metrics file %s unavailable (%s): kept in memory", filename, error)
-                memory = os.memfd_create("gateway-metrics")
-                filename = f"/proc/self/fd/{memory}"
-        try:
-            super().__init__(filename, read_mode)
-        finally:
-            if memory is not None:
-                os.close(memory)  # the dict holds its own descriptor
-
-    def _init_value(self, key: str) -> None:
-        # The entry's size as MmapedDict lays it out: length, padded key, two doubles.
-        encoded = len(key.encode("utf-8"))
-        size = 4 + encoded + (8 - (encoded + 4) % 8) + 16
-        capacity = self._capacity
-        while self._used + size > capacity:
-            capacity *= 2
-        if capacity > self._capacity:
-            os.posix_fallocate(self._f.fileno(), 0, capacity)
-        super()._init_value(key)
+    prometheus_client opens a process's files in ``PROMETHEUS_MULTIPROC_DIR`` as it
+    finds it at the first sample after a fork, so pointing the variable elsewhere is
+    enough. The private directory goes with the process.
+    """
+    directory = os.environ.get(MULTIPROC_ENV, "")
+    why = unusable(directory) if directory else ""
+    if not why:
+        return
+    places = [_SHM] if os.path.isdir(_SHM) else []
+    for place in [*places, tempfile.gettempdir()]:
+        if not unusable(place):
+            private = tempfile.mkdtemp(prefix="gateway-metrics-", dir=place)
+            break
+    else:
+        log.warning("metrics directory unusable (%s), nowhere else to write: kept", why)
+        return
+    atexit.register(_remove, private, os.getpid())
+    _shared.append(directory)
+    os.environ[MULTIPROC_ENV] = private
+    log.warning("metrics directory unusable (%s): this worker's samples stay private", why)
 
 
-values.MmapedDict = _AllocatedDict  # type: ignore[misc]  # the class prometheus_client creates metric files with
+def _remove(directory: str, owner: int) -> None:
+    """Remove a private metrics directory at exit, in the process that made it only."""
+    if os.getpid() == owner:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+claim_directory()  # before the metrics below create this process's first samples
 
 
 def _best_effort(update: Callable[P, None]) -> Callable[P, None]:
@@ -171,24 +190,21 @@ def render() -> tuple[bytes, str]:
     """Return the exposition text of every metric (merged over workers) and its type.
 
     Raises:
-        MetricsUnavailableError: the shared directory is gone or unreadable (it is
-            created again, so the next scrape answers).
+        MetricsUnavailableError: the shared directory is gone, unreadable or full (a
+            missing one is created again, so the next scrape answers).
 
     """
-    directory = os.environ.get(MULTIPROC_ENV)
+    directory = shared_directory()
     if not directory:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-    try:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    except (OSError, ValueError) as error:
+    why = unusable(directory)
+    if not why:
+        try:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=directory)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        except (OSError, ValueError, struct.error) as error:  # a file gone or cut short
+            why = str(error)
+    with contextlib.suppress(OSError):
         os.makedirs(directory, exist_ok=True)
-        raise MetricsUnavailableError(f"metrics unavailable: {error}") from None
-
-
-@_best_effort
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live-gauge files (gunicorn ``child_exit`` hook)."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+    raise MetricsUnavailableError(f"metrics unavailable: {why}")

@@ -1,256 +1,241 @@
-"""Server settings from command-line flags, each with an environment-variable default."""
+"""Server settings: one pydantic-settings class, each setting a flag and a variable.
+
+:class:`Settings` is the one source of the names, defaults and checks: every field is
+read from its environment variable (its ``validation_alias``), and ``python -m
+inference`` also takes it as a flag (``--`` and the field's name with dashes), a flag
+winning over its variable. A bad value stops the server at start with one line naming
+the flag or the variable (exit code 2).
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proto.codec import MAX_MESSAGE_BYTES
 
+PROG = "python -m inference"
+PREFIX = "inference: "
+"""How the server's refusals at start begin (as in :mod:`inference.server`)."""
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the inference server process is configured with.
-
-    Attributes:
-        bundle: directory of the model bundle to serve (without a repository).
-        repository: model repository (:mod:`modeling.repository`): the server starts with
-            ``model_version`` from it and loads other versions on RepositoryModelLoad.
-        model_version: version to start with (empty: the repository's ``SERVING``, else
-            its latest).
-        host: interface the gRPC and metrics servers bind to (loopback unless told
-            otherwise; the container images set 0.0.0.0).
-        port: gRPC port (0 picks a free one).
-        metrics_port: Prometheus port (0 picks a free one, negative disables metrics).
-        max_batch_rows: most rows one model call coalesces (a larger request runs alone).
-        max_queue_delay_ms: how long a forming batch waits for more requests, only when
-            other requests are already queued (a lone request never waits).
-        workers: gRPC worker threads (concurrent calls in flight).
-        grace_s: seconds in-flight calls get to finish after SIGTERM/SIGINT.
-        log_level: logging level name.
-        max_request_rows: most rows one ModelInfer call may carry (INVALID_ARGUMENT
-            beyond), whoever calls: the gateway sends at most its chunk size.
-        max_text_bytes: longest BYTES element accepted (INVALID_ARGUMENT beyond).
-        max_message_bytes: largest request message gRPC accepts (RESOURCE_EXHAUSTED).
-        reflection: serve gRPC server reflection (for grpcurl and other tools).
-        explain_max_rows: most rows one call may ask explanations for (the gateway sends
-            its explanations in chunks of this size or fewer).
-        explain_concurrency: explanation calls computed at once; one more is refused
-            with RESOURCE_EXHAUSTED (scoring is never held up by explanations).
-        compile_trees: compile LightGBM's trees to native code in the background (needs
-            the ``accelerate`` extra; answers unchanged to 1e-9). Off by default: on the
-            stand-in bundle (244 trees of up to 127 leaves) it took 159 s of one core and
-            1.8 GB at its peak, while the booster answered.
-        drift_window_rows: scored rows the drift window holds (0 turns drift tracking
-            off); per-column PSI, missing and unrecognised shares and the score
-            distribution on ``/metrics`` are over these rows. About 5 bytes per column
-            per row: 5 MB for the default.
-        drift_min_rows: rows the window needs before PSI is exported (fewer rows give
-            sampling noise, not drift).
-        tls_cert: PEM certificate to serve TLS with (with ``tls_key``); empty serves
-            plaintext.
-        tls_key: PEM private key of ``tls_cert``.
-        tls_client_ca: PEM CA that must have signed every client's certificate (mutual
-            TLS); empty accepts any TLS client.
-        health_port: plaintext port serving ``grpc.health.v1`` only, for probes that
-            cannot speak TLS (Kubernetes' gRPC probes); negative serves none.
-
-    """
-
-    bundle: Path | None = None
-    repository: Path | None = None
-    model_version: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8001
-    metrics_port: int = 8002
-    max_batch_rows: int = 4096
-    max_queue_delay_ms: float = 0.5
-    workers: int = 16
-    grace_s: float = 8.0
-    log_level: str = "INFO"
-    max_request_rows: int = 20_000
-    max_text_bytes: int = 4096
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    reflection: bool = True
-    explain_max_rows: int = 1024
-    explain_concurrency: int = 1
-    compile_trees: bool = False
-    drift_window_rows: int = 10_000
-    drift_min_rows: int = 1_000
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_client_ca: str = ""
-    health_port: int = -1
+Positive = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+OptionalPort = Annotated[int, Field(le=65535)]
+"""A port number, or a negative one for none."""
 
 
-_ENV = {
-    "bundle": "INFERENCE_BUNDLE",
-    "repository": "INFERENCE_REPOSITORY",
-    "model_version": "INFERENCE_MODEL_VERSION",
-    "host": "INFERENCE_HOST",
-    "port": "INFERENCE_PORT",
-    "metrics_port": "INFERENCE_METRICS_PORT",
-    "max_batch_rows": "INFERENCE_MAX_BATCH_ROWS",
-    "max_queue_delay_ms": "INFERENCE_MAX_QUEUE_DELAY_MS",
-    "workers": "INFERENCE_WORKERS",
-    "grace_s": "INFERENCE_GRACE_S",
-    "log_level": "INFERENCE_LOG_LEVEL",
-    "max_request_rows": "INFERENCE_MAX_REQUEST_ROWS",
-    "max_text_bytes": "INFERENCE_MAX_TEXT_BYTES",
-    "max_message_bytes": "INFERENCE_MAX_MESSAGE_BYTES",
-    "reflection": "INFERENCE_REFLECTION",
-    "explain_max_rows": "INFERENCE_EXPLAIN_MAX_ROWS",
-    "explain_concurrency": "INFERENCE_EXPLAIN_CONCURRENCY",
-    "compile_trees": "INFERENCE_COMPILE_TREES",
-    "drift_window_rows": "INFERENCE_DRIFT_WINDOW_ROWS",
-    "drift_min_rows": "INFERENCE_DRIFT_MIN_ROWS",
-    "tls_cert": "INFERENCE_TLS_CERT",
-    "tls_key": "INFERENCE_TLS_KEY",
-    "tls_client_ca": "INFERENCE_TLS_CLIENT_CA",
-    "health_port": "INFERENCE_HEALTH_PORT",
-}
-"""The environment variable behind each setting (a flag wins over its variable)."""
+class Settings(BaseSettings):
+    """Everything the inference server process is configured with."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        case_sensitive=True,
+        env_ignore_empty=True,
+        extra="ignore",
+        str_strip_whitespace=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    bundle: Path | None = Field(
+        None,
+        validation_alias="INFERENCE_BUNDLE",
+        description="model bundle directory to serve (or a repository)",
+    )
+    repository: Path | None = Field(
+        None,
+        validation_alias="INFERENCE_REPOSITORY",
+        description="model repository (`modeling.repository`): the server starts with the "
+        "model version below and loads others on RepositoryModelLoad",
+    )
+    model_version: str = Field(
+        "",
+        validation_alias="INFERENCE_MODEL_VERSION",
+        description="repository version to start with; empty: the repository's `SERVING`, "
+        "else its latest",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias="INFERENCE_HOST",
+        description="interface the gRPC and metrics servers bind to (the images set 0.0.0.0)",
+    )
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        8001, validation_alias="INFERENCE_PORT", description="gRPC port (0 picks a free one)"
+    )
+    metrics_port: OptionalPort = Field(
+        8002,
+        validation_alias="INFERENCE_METRICS_PORT",
+        description="Prometheus port (0 picks a free one, negative disables metrics)",
+    )
+    max_batch_rows: Positive = Field(
+        4096,
+        validation_alias="INFERENCE_MAX_BATCH_ROWS",
+        description="most rows one model call coalesces (a larger request runs alone)",
+    )
+    max_queue_delay_ms: NonNegativeFloat = Field(
+        0.5,
+        validation_alias="INFERENCE_MAX_QUEUE_DELAY_MS",
+        description="how long a forming batch waits for more requests, only when others "
+        "are already queued (a lone request never waits)",
+    )
+    workers: Positive = Field(
+        16,
+        validation_alias="INFERENCE_WORKERS",
+        description="gRPC worker threads (concurrent calls in flight)",
+    )
+    grace_s: NonNegativeFloat = Field(
+        8.0,
+        validation_alias="INFERENCE_GRACE_S",
+        description="seconds in-flight calls get to finish after SIGTERM or SIGINT",
+    )
+    log_level: str = Field(
+        "INFO", validation_alias="INFERENCE_LOG_LEVEL", description="logging level name"
+    )
+    max_request_rows: Positive = Field(
+        20_000,
+        validation_alias="INFERENCE_MAX_REQUEST_ROWS",
+        description="most rows one ModelInfer call may carry (INVALID_ARGUMENT beyond)",
+    )
+    max_text_bytes: Positive = Field(
+        4096,
+        validation_alias="INFERENCE_MAX_TEXT_BYTES",
+        description="longest BYTES element accepted (INVALID_ARGUMENT beyond)",
+    )
+    max_message_bytes: Positive = Field(
+        MAX_MESSAGE_BYTES,
+        validation_alias="INFERENCE_MAX_MESSAGE_BYTES",
+        description="largest request message gRPC accepts (RESOURCE_EXHAUSTED beyond)",
+    )
+    reflection: bool = Field(
+        True,
+        validation_alias="INFERENCE_REFLECTION",
+        description="serve gRPC server reflection (for grpcurl and other tools)",
+    )
+    explain_max_rows: Positive = Field(
+        1024,
+        validation_alias="INFERENCE_EXPLAIN_MAX_ROWS",
+        description="most rows one call may ask explanations for",
+    )
+    explain_concurrency: Positive = Field(
+        1,
+        validation_alias="INFERENCE_EXPLAIN_CONCURRENCY",
+        description="explanation calls computed at once; one more is refused with "
+        "RESOURCE_EXHAUSTED (scoring is never held up by explanations)",
+    )
+    compile_trees: bool = Field(
+        False,
+        validation_alias="INFERENCE_COMPILE_TREES",
+        description="compile LightGBM's trees to native code in the background (the "
+        "`accelerate` extra; answers unchanged to 1e-9); its cost is in docs/performance.md",
+    )
+    drift_window_rows: NonNegative = Field(
+        10_000,
+        validation_alias="INFERENCE_DRIFT_WINDOW_ROWS",
+        description="scored rows the drift window holds (0 turns drift tracking off); its "
+        "memory is in docs/monitoring.md",
+    )
+    drift_min_rows: Positive = Field(
+        1_000,
+        validation_alias="INFERENCE_DRIFT_MIN_ROWS",
+        description="rows the window needs before PSI is exported",
+    )
+    tls_cert: str = Field(
+        "",
+        validation_alias="INFERENCE_TLS_CERT",
+        description="PEM certificate to serve TLS with (with the key); empty: plaintext",
+    )
+    tls_key: str = Field(
+        "", validation_alias="INFERENCE_TLS_KEY", description="PEM private key of the certificate"
+    )
+    tls_client_ca: str = Field(
+        "",
+        validation_alias="INFERENCE_TLS_CLIENT_CA",
+        description="PEM CA that must have signed every client's certificate (mutual TLS); "
+        "empty: any TLS client",
+    )
+    health_port: OptionalPort = Field(
+        -1,
+        validation_alias="INFERENCE_HEALTH_PORT",
+        description="plaintext port serving `grpc.health.v1` only, for probes that cannot "
+        "speak TLS; negative: none",
+    )
+
+    @field_validator("bundle", "repository", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: object) -> object:
+        return None if value is None or str(value) in ("", ".") else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError(f"not a logging level: {value}")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> Self:
+        if (self.bundle is None) == (self.repository is None):
+            raise ValueError(
+                "give one of --bundle (INFERENCE_BUNDLE) and --repository (INFERENCE_REPOSITORY)"
+            )
+        if self.model_version and self.repository is None:
+            raise ValueError("--model-version needs --repository")
+        return self
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def flag(name: str) -> str:
+    """The command-line flag of the setting ``name``."""
+    return "--" + name.replace("_", "-")
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _switch(text: str) -> bool:
-    lowered = str(text).strip().lower()
-    if lowered not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"must be on or off, got {text}")
-    return lowered in ("1", "true", "on", "yes")
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    """Return the CLI parser whose defaults come from ``env`` (then from :class:`Settings`)."""
-    defaults = Settings()
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser: one flag per :class:`Settings` field, unset by default."""
     parser = argparse.ArgumentParser(
-        prog="python -m inference",
+        prog=PROG,
         description="Serve one model bundle over the Open Inference Protocol v2 (gRPC).",
+        argument_default=argparse.SUPPRESS,
     )
-
-    def add(flag: str, name: str, kind: Callable[[str], object], help_text: str) -> None:
-        variable = _ENV[name]
-        default = env.get(variable, getattr(defaults, name))
+    for name, field in Settings.model_fields.items():
+        default = "none" if field.default in (None, "") else field.default
         parser.add_argument(
-            flag, dest=name, type=kind, default=default, help=f"{help_text} (env {variable})"
+            flag(name),
+            dest=name,
+            metavar="VALUE",
+            help=f"{field.description} (env {field.validation_alias}, default {default})",
         )
-
-    add("--bundle", "bundle", Path, "model bundle directory (or --repository)")
-    add("--repository", "repository", Path, "model repository directory (or --bundle)")
-    add("--model-version", "model_version", str, "repository version to start with")
-    add("--host", "host", str, "bind address, default %(default)s")
-    add("--port", "port", int, "gRPC port, default %(default)s")
-    add("--metrics-port", "metrics_port", int, "Prometheus port, <0 disables, default %(default)s")
-    add(
-        "--max-batch-rows",
-        "max_batch_rows",
-        _positive_int,
-        "rows per model call, default %(default)s",
-    )
-    add(
-        "--max-queue-delay-ms",
-        "max_queue_delay_ms",
-        _non_negative_float,
-        "batch wait when others are queued, default %(default)s",
-    )
-    add("--workers", "workers", _positive_int, "gRPC worker threads, default %(default)s")
-    add("--grace-s", "grace_s", _non_negative_float, "drain time on SIGTERM, default %(default)s")
-    add("--log-level", "log_level", str.upper, "logging level, default %(default)s")
-    add(
-        "--max-request-rows",
-        "max_request_rows",
-        _positive_int,
-        "rows per call, default %(default)s",
-    )
-    add("--max-text-bytes", "max_text_bytes", _positive_int, "bytes per text, default %(default)s")
-    add(
-        "--max-message-bytes",
-        "max_message_bytes",
-        _positive_int,
-        "request message size, default %(default)s",
-    )
-    add(
-        "--reflection", "reflection", _switch, "serve gRPC reflection (on/off), default %(default)s"
-    )
-    add(
-        "--explain-max-rows",
-        "explain_max_rows",
-        _positive_int,
-        "rows per explanation call, default %(default)s",
-    )
-    add(
-        "--explain-concurrency",
-        "explain_concurrency",
-        _positive_int,
-        "explanation calls at once, default %(default)s",
-    )
-    add(
-        "--compile-trees",
-        "compile_trees",
-        _switch,
-        "compile LightGBM's trees in the background (on/off), default %(default)s",
-    )
-    add(
-        "--drift-window-rows",
-        "drift_window_rows",
-        _non_negative_int,
-        "rows in the drift window, 0 disables drift metrics, default %(default)s",
-    )
-    add(
-        "--drift-min-rows",
-        "drift_min_rows",
-        _positive_int,
-        "window rows before PSI is exported, default %(default)s",
-    )
-    add("--tls-cert", "tls_cert", str, "PEM certificate: serve TLS (with --tls-key)")
-    add("--tls-key", "tls_key", str, "PEM private key of --tls-cert")
-    add("--tls-client-ca", "tls_client_ca", str, "PEM CA clients must be signed by (mutual TLS)")
-    add(
-        "--health-port",
-        "health_port",
-        int,
-        "plaintext grpc.health.v1-only port for probes, <0 none, default %(default)s",
-    )
     return parser
 
 
-def load_settings(
-    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
-    """Parse flags (``sys.argv`` when None) over environment defaults (``os.environ``)."""
-    parser = build_parser(os.environ if env is None else env)
-    options = parser.parse_args(argv)
-    bundle, repository = (
-        None if path is None or str(path) in ("", ".") else path
-        for path in (options.bundle, options.repository)
-    )
-    if (bundle is None) == (repository is None):
-        parser.error(
-            "give one of --bundle (INFERENCE_BUNDLE) and --repository (INFERENCE_REPOSITORY)"
-        )
-    if options.model_version and repository is None:
-        parser.error("--model-version needs --repository")
-    return Settings(**(vars(options) | {"bundle": bundle, "repository": repository}))
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from flags (``sys.argv`` when None) over the environment.
+
+    A bad value exits with code 2 and one line on stderr naming the flag or variable.
+    """
+    given = vars(build_parser().parse_args(argv))
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        sys.stderr.write(f"{PREFIX}{_one_line(error, given)}\n")
+        raise SystemExit(2) from None
+
+
+def _one_line(error: ValidationError, given: dict[str, str]) -> str:
+    """The first problem of ``error``, naming the flag or the variable it came from."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    cause = first.get("ctx", {}).get("error")
+    reason = str(cause) if cause is not None else first["msg"]
+    if not first["loc"]:  # a rule across settings
+        return f"{reason}{more}"
+    name = str(first["loc"][0])
+    where = flag(name) if name in given else name
+    return f"{where}={first['input']!r}: {reason}{more}"

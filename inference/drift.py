@@ -1,12 +1,12 @@
 """Drift and data quality of served traffic against the bundle's reference profile.
 
 The data plane hands every model call's cleaned batch and probabilities to
-:meth:`DriftTracker.observe`, which only queues references to them (microseconds, on the
-batcher's thread). A background thread bins the queued rows (all columns at once,
+:meth:`DriftTracker.observe`, which only queues references to them (on the batcher's
+thread). A background thread bins the queued rows (all columns at once,
 :func:`modeling.profile.bin_matrix`) into a ring buffer holding the last ``capacity``
 rows: their bin numbers, their share of unreadable values and their scores. Memory is
-fixed at start (about 5 bytes per column per row: 5 MB for 10,000 rows); the queue holds
-at most ``capacity`` rows, and rows that do not fit are dropped and counted.
+fixed at start (its size is in docs/monitoring.md); the queue holds at most ``capacity``
+rows, and rows that do not fit are dropped and counted.
 
 Nothing is computed per request beyond that: :class:`DriftCollector` counts the window's
 bins and computes the population stability index of every column and of the scores

@@ -32,7 +32,7 @@ from inference.metrics import Metrics
 from inference.rollout import Rollout
 from inference.servicer import InferenceServicer
 from modeling.bundle import BundleError
-from modeling.predictor import Predictor, load_bundle
+from modeling.predictor import Predictor
 from modeling.repository import Repository
 from proto import inference_pb2, inference_pb2_grpc
 from proto.codec import SERVICE_NAME, Limits, ModelSchema
@@ -189,7 +189,7 @@ def serve(server: InferenceServer, stop: threading.Event) -> None:
 def _first_model(settings: Settings) -> Predictor:
     """The bundle, or the repository's ``--model-version`` (else SERVING, else the latest)."""
     if settings.repository is None:
-        return load_bundle(settings.bundle or Path())
+        return Predictor.from_bundle(settings.bundle or Path())
     repository = Repository(settings.repository)
     return repository.load(settings.model_version or repository.serving())
 

@@ -139,8 +139,3 @@ class Predictor:
             raise ArithmeticError(f"the model gave a non-finite probability for rows {rows}")
         label = (probability >= self.threshold).astype(np.int64)
         return Prediction(probability, label, batch)
-
-
-def load_bundle(directory: Path | str) -> Predictor:
-    """Load a verified bundle as a :class:`Predictor`."""
-    return Predictor.from_bundle(Path(directory))

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modeling.bundle import BundleError
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.repository import Repository
 from modeling.training.data import DataError, read_csv
 from modeling.training.fit import TrainingSet, train, training_set
@@ -110,7 +110,7 @@ def _publish(staged: Path, final: Path) -> Path:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a CSV file with a bundle; write class and probability per row."""
-    predictor = load_bundle(args.bundle)
+    predictor = Predictor.from_bundle(args.bundle)
     table = read_csv(args.input)
     started = time.perf_counter()
     prediction = predictor.predict(table.columns, table.n_rows)

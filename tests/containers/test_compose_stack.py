@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import COLUMNS
 from modeling.training.synthetic import synthetic_records
 from tests.containers.conftest import FIGURES, wait_whole
@@ -36,7 +36,7 @@ def readyz(stack: Stack) -> dict[str, str]:
 
 def expected_scores(bundle: Path, rows: list[dict[str, str]]) -> list[dict[str, float]]:
     """What the in-process predictor answers for ``rows`` (exercise-style strings)."""
-    predictor = load_bundle(bundle)
+    predictor = Predictor.from_bundle(bundle)
     columns = {c: [row.get(c, "") for row in rows] for c in COLUMNS}
     prediction = predictor.predict(columns, len(rows))
     return [
@@ -122,7 +122,7 @@ def test_explain_equals_the_in_process_model(stack: Stack, tmp_path: Path) -> No
     assert status == 200, raw[:300]
     answer = json.loads(raw)
     columns = {c: [row.get(c, "") for row in rows] for c in COLUMNS}
-    expected = load_bundle(tmp_path / "bundle").explain(columns, len(rows))
+    expected = Predictor.from_bundle(tmp_path / "bundle").explain(columns, len(rows))
     for i in (0, 150, 299):
         assert answer[i]["logit"] == pytest.approx(expected.logit[i], abs=1e-9)
         listed = sum(entry["contribution"] for entry in answer[i]["contributions"])

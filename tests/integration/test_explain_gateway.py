@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import COLUMNS
 from modeling.training.synthetic import synthetic_records, synthetic_table
 from tests.integration.conftest import ManagedProcess
@@ -63,7 +63,7 @@ def test_explanations_add_up_and_agree_with_predict_over_several_chunks(gateway:
 
 def test_explanations_equal_the_in_process_model(gateway: int, inference_bundle: Path) -> None:
     columns, _ = synthetic_table(450, seed=21)
-    expected = load_bundle(inference_bundle).explain(columns, 450)
+    expected = Predictor.from_bundle(inference_bundle).explain(columns, 450)
     status, answer = explain(gateway, ROWS, "?top=all")
     assert status == 200
     names = expected.contributions.names

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from gateway.client import CHANNEL_OPTIONS
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2_grpc as pb_grpc
 from tests.integration.conftest import StartInference, infer_request, oip_columns, wait_until
@@ -34,7 +34,7 @@ def test_calls_survive_a_backend_that_stops(
     dying, staying = start_inference(inference_bundle), start_inference(inference_bundle)
     target = f"ipv4:127.0.0.1:{dying.ports['grpc']},127.0.0.1:{staying.ports['grpc']}"
     table, _ = synthetic_table(ROWS, seed=5)
-    request = infer_request(load_bundle(inference_bundle).name, oip_columns(table))
+    request = infer_request(Predictor.from_bundle(inference_bundle).name, oip_columns(table))
     outcomes: list[str] = []
     lock = threading.Lock()
 

@@ -244,8 +244,10 @@ def test_a_full_metrics_disk_costs_metrics_not_predictions(
         for row in synthetic_records(30, seed=4):  # SIGBUS killed the worker on each one
             status, _, answer = predict(port, row)
             assert status == 200, answer
-        status, _, _ = request(port, "GET", "/metrics")
-        assert status in (200, 503)
+        status, headers, body = request(port, "GET", "/metrics")
+        assert (status, headers.get("Retry-After")) == (503, "1")
+        assert "bytes free" in contract_error(body)
+        assert "samples stay private" in gateway.log()
     finally:
         started.stop_all()
 

@@ -13,7 +13,7 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from modeling.predictor import Predictor, load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def predictor(inference_bundle: Path) -> Predictor:
-    return load_bundle(inference_bundle)
+    return Predictor.from_bundle(inference_bundle)
 
 
 @pytest.fixture(scope="module")

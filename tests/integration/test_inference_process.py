@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
@@ -25,7 +25,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_in_time(
     start_inference: StartInference, inference_bundle: Path
 ) -> None:
     server = start_inference(inference_bundle, "--workers", "4")
-    name = load_bundle(inference_bundle).name
+    name = Predictor.from_bundle(inference_bundle).name
     table, _ = synthetic_table(20_000, seed=11)
     request = infer_request(name, oip_columns(table))
     target = f"127.0.0.1:{server.ports['grpc']}"

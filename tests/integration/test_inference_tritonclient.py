@@ -9,7 +9,7 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.training.synthetic import synthetic_table
 from tests.integration.conftest import ManagedProcess, oip_columns
 
@@ -24,7 +24,7 @@ def client(inference_server: ManagedProcess):
 
 
 def test_tritonclient_metadata_and_infer(client, inference_bundle: Path) -> None:
-    predictor = load_bundle(inference_bundle)
+    predictor = Predictor.from_bundle(inference_bundle)
     assert client.is_server_live()
     assert client.is_server_ready()
     assert client.is_model_ready(predictor.name)
@@ -48,7 +48,7 @@ def test_tritonclient_metadata_and_infer(client, inference_bundle: Path) -> None
 
 
 def test_tritonclient_asks_for_an_explanation(client, inference_bundle: Path) -> None:
-    predictor = load_bundle(inference_bundle)
+    predictor = Predictor.from_bundle(inference_bundle)
     metadata = client.get_model_metadata(predictor.name, as_json=True)
     shapes = {spec["name"]: spec["shape"] for spec in metadata["outputs"]}
     assert shapes["contributions"] == ["-1", "-1"]  # stock clients read int64 as text
@@ -76,7 +76,7 @@ def test_tritonclient_asks_for_an_explanation(client, inference_bundle: Path) ->
 
 
 def test_tritonclient_sees_invalid_argument(client, inference_bundle: Path) -> None:
-    predictor = load_bundle(inference_bundle)
+    predictor = Predictor.from_bundle(inference_bundle)
     tensor = triton.InferInput("x0", [2], "FP32")
     tensor.set_data_from_numpy(np.array([1.0, 2.0], np.float32))
     with pytest.raises(InferenceServerException) as error:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from modeling.bundle import MANIFEST, BundleError, read_manifest
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import COLUMNS
 from modeling.training.cli import main
 from modeling.training.synthetic import synthetic_records, synthetic_table
@@ -32,7 +32,7 @@ def test_manifest_seals_every_file_and_records_provenance(quick_bundle):
 
 
 def test_predictor_scores_rows_in_order_and_batch_equals_single(quick_bundle):
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     columns, _ = synthetic_table(50, seed=9)
     batch = predictor.predict(columns, 50)
     assert batch.probability.shape == batch.label.shape == (50,)
@@ -44,7 +44,7 @@ def test_predictor_scores_rows_in_order_and_batch_equals_single(quick_bundle):
 
 
 def test_predictor_handles_an_empty_batch_and_reports_unrecognised_values(quick_bundle):
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     assert predictor.predict({}, 0).probability.shape == (0,)
     record = synthetic_records(1, seed=4)[0] | {"x84": "lada", "x0": ""}
     result = predictor.predict({c: [record[c]] for c in COLUMNS}, 1)
@@ -64,8 +64,8 @@ def test_training_is_reproducible(quick_bundle, tmp_path):
         assert first["files"][name] == second["files"][name]
     columns, _ = synthetic_table(200, seed=8)
     np.testing.assert_array_equal(
-        load_bundle(quick_bundle).predict(columns, 200).probability,
-        load_bundle(again).predict(columns, 200).probability,
+        Predictor.from_bundle(quick_bundle).predict(columns, 200).probability,
+        Predictor.from_bundle(again).predict(columns, 200).probability,
     )
 
 
@@ -73,21 +73,21 @@ def test_a_tampered_file_is_refused(bundle_copy):
     with (bundle_copy / "lightgbm.txt").open("a") as stream:
         stream.write("\n")
     with pytest.raises(BundleError, match=r"tampered: sha256 of lightgbm\.txt"):
-        load_bundle(bundle_copy)
+        Predictor.from_bundle(bundle_copy)
 
 
 def test_a_missing_file_is_refused(bundle_copy):
     (bundle_copy / "catboost.cbm").unlink()
     with pytest.raises(BundleError, match=r"incomplete: catboost\.cbm is missing"):
-        load_bundle(bundle_copy)
+        Predictor.from_bundle(bundle_copy)
 
 
 def test_a_missing_bundle_or_manifest_is_refused(bundle_copy, tmp_path):
     with pytest.raises(BundleError, match="no model bundle"):
-        load_bundle(tmp_path / "nowhere")
+        Predictor.from_bundle(tmp_path / "nowhere")
     (bundle_copy / MANIFEST).write_text("{not json")
     with pytest.raises(BundleError, match=r"no readable manifest\.json"):
-        load_bundle(bundle_copy)
+        Predictor.from_bundle(bundle_copy)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_an_incompatible_manifest_is_refused(bundle_copy, field, value, message)
     manifest[field] = value
     (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=message):
-        load_bundle(bundle_copy)
+        Predictor.from_bundle(bundle_copy)
 
 
 def test_a_learner_file_that_does_not_parse_is_refused(bundle_copy):
@@ -110,4 +110,4 @@ def test_a_learner_file_that_does_not_parse_is_refused(bundle_copy):
     )
     (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="could not be loaded"):
-        load_bundle(bundle_copy)
+        Predictor.from_bundle(bundle_copy)

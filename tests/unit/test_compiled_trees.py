@@ -82,10 +82,10 @@ def test_a_compilation_that_disagrees_is_not_used(model_file: Path, tmp_path: Pa
 
 
 def test_an_accelerated_predictor_answers_as_before(quick_bundle: Path) -> None:
-    from modeling.predictor import load_bundle
+    from modeling.predictor import Predictor
     from modeling.training.synthetic import synthetic_table
 
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     table, _ = synthetic_table(3000, seed=9)
     before = predictor.predict(table, 3000).probability
     predictor.accelerate()

@@ -13,7 +13,7 @@ from inference.config import Settings
 from inference.drift import SCORE_BUCKETS, DriftCollector, DriftTracker, DriftWindow
 from inference.server import InferenceServer
 from modeling.cleaning import CleanBatch, clean
-from modeling.predictor import Predictor, load_bundle
+from modeling.predictor import Predictor
 from modeling.profile import ReferenceProfile
 from modeling.schema import COLUMNS
 from modeling.training.profile import build_profile
@@ -216,7 +216,7 @@ def test_min_rows_never_exceeds_the_window(profile: ReferenceProfile) -> None:
 
 
 def test_server_tracks_drift_when_the_bundle_has_a_profile(quick_bundle: Path) -> None:
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     settings = Settings(bundle=quick_bundle, drift_window_rows=300, drift_min_rows=10)
     server = InferenceServer(predictor, settings)
     try:
@@ -234,7 +234,7 @@ def test_server_tracks_drift_when_the_bundle_has_a_profile(quick_bundle: Path) -
 
 @pytest.mark.parametrize("window", [0, 300])
 def test_no_profile_or_window_means_no_drift_metrics(quick_bundle: Path, window: int) -> None:
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     if window:  # an older bundle: no profile
         predictor = Predictor(predictor.stack, predictor.manifest)
     server = InferenceServer(predictor, Settings(bundle=quick_bundle, drift_window_rows=window))

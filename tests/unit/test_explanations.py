@@ -10,7 +10,7 @@ import pytest
 from modeling.cleaning import MAX_ABS_VALUE, clean
 from modeling.learners import LEARNERS
 from modeling.learners.logistic import MIXTURE_GROUP
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import COLUMNS, VOCABULARIES
 from modeling.training.synthetic import synthetic_table
 
@@ -56,7 +56,7 @@ def test_logistic_contributions_are_centred_and_name_the_mixture_group(data):
 
 
 def test_the_served_stack_explains_thousands_of_rows_exactly(quick_bundle: Path):
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     columns, _ = synthetic_table(3000, seed=8)
     explanation = predictor.explain(columns, 3000)
     contributions = explanation.contributions
@@ -75,14 +75,14 @@ def test_the_served_stack_explains_thousands_of_rows_exactly(quick_bundle: Path)
 
 
 def test_explaining_no_rows_keeps_the_names(quick_bundle: Path):
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     explanation = predictor.explain({}, 0)
     assert explanation.contributions.values.shape == (0, len(explanation.contributions.names))
     assert explanation.logit.shape == (0,)
 
 
 def test_an_explanation_that_does_not_add_up_is_refused(quick_bundle: Path, monkeypatch):
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     real = predictor.stack.decision_function
     monkeypatch.setattr(predictor.stack, "decision_function", lambda m: real(m) + 1e-3)
     columns, _ = synthetic_table(5, seed=1)
@@ -99,7 +99,7 @@ def full_float_range() -> np.ndarray:
 
 def test_every_column_over_the_full_float_range_is_explained_as_it_is_scored(quick_bundle: Path):
     # Issue 17: a valid 1e12 made the sum miss the logit by more than an absolute 1e-6.
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     values = full_float_range()
     base, _ = synthetic_table(1, seed=17)
     numeric = [c for c in COLUMNS if c not in VOCABULARIES]

@@ -96,7 +96,7 @@ def test_a_missing_keys_file_stops_the_app_from_starting(tmp_path: Path) -> None
 
 
 def test_keys_are_off_by_default() -> None:
-    assert Config.from_env({}).api_keys_file == ""
+    assert Config().api_keys_file == ""
     app = create_app(Config(inference_target=f"127.0.0.1:{closed_port()}", ready_timeout_s=0.3))
     try:
         assert post(app.test_client(), {}).status_code in (503, 504)  # scored (no server)
@@ -104,15 +104,17 @@ def test_keys_are_off_by_default() -> None:
         app.extensions[CLIENT_KEY].close()
 
 
-def test_settings_from_the_environment() -> None:
-    config = Config.from_env(
-        {"GATEWAY_API_KEYS_FILE": "/run/keys/api-keys", "GATEWAY_METRICS_OPEN": "off"}
-    )
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_API_KEYS_FILE", "/run/keys/api-keys")
+    monkeypatch.setenv("GATEWAY_METRICS_OPEN", "off")
+    config = Config.from_env()
     assert config.api_keys_file == "/run/keys/api-keys"
     assert config.metrics_open is False
-    assert Config.from_env({"GATEWAY_METRICS_OPEN": "on"}).metrics_open is True
+    monkeypatch.setenv("GATEWAY_METRICS_OPEN", "on")
+    assert Config.from_env().metrics_open is True
+    monkeypatch.setenv("GATEWAY_METRICS_OPEN", "maybe")
     with pytest.raises(ValueError, match="GATEWAY_METRICS_OPEN"):
-        Config.from_env({"GATEWAY_METRICS_OPEN": "maybe"})
+        Config.from_env()
 
 
 def test_a_missing_key_is_401_with_a_challenge_and_counted(make_app) -> None:  # type: ignore[no-untyped-def]

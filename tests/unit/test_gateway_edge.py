@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from gateway import memory
-from gateway.config import Config
+from gateway.config import Config, settings
 from gateway.edge import main as edge_main
 from gateway.edge import render
 from gateway.errors import ApiError
@@ -19,8 +19,10 @@ from gateway.worker import json_error
 
 
 def test_the_rendered_nginx_config_is_valid_and_carries_the_limits(tmp_path: Path) -> None:
-    config = Config(max_body_bytes=1234567, deadline_s=7, explain_deadline_s=9)
-    text = render(tmp_path, config, {"GATEWAY_HOST": "::1", "GATEWAY_PORT": "6123"})
+    config = Config(
+        max_body_bytes=1234567, deadline_s=7, explain_deadline_s=9, host="::1", port=6123
+    )
+    text = render(tmp_path, config)
     assert "listen [::1]:6123" in text
     assert "client_max_body_size 1234567;" in text
     assert "proxy_read_timeout 14s;" in text  # after the app's own (longest) deadline answer
@@ -38,10 +40,22 @@ def test_the_rendered_nginx_config_is_valid_and_carries_the_limits(tmp_path: Pat
     assert checked.returncode == 0, checked.stderr
 
 
-def test_edge_main_writes_the_config_and_refuses_bad_usage(tmp_path: Path) -> None:
+def test_edge_main_writes_the_config_and_refuses_bad_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings.cache_clear()
+    monkeypatch.setenv("GATEWAY_ACCESS_LOG", "on")
     assert edge_main([str(tmp_path / "run")]) == 0
-    assert "upstream gunicorn" in (tmp_path / "run" / "nginx.conf").read_text()
+    text = (tmp_path / "run" / "nginx.conf").read_text()
+    assert "upstream gunicorn" in text
+    assert "access_log /dev/stdout;" in text
     assert edge_main([]) == 2
+    settings.cache_clear()
+    monkeypatch.setenv("GATEWAY_PORT", "http")
+    assert edge_main([str(tmp_path / "bad")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("gateway: GATEWAY_PORT='http': ")
+    assert not (tmp_path / "bad").exists()
+    settings.cache_clear()
 
 
 def test_gunicorn_html_errors_become_json() -> None:
@@ -70,9 +84,13 @@ def test_the_budget_admits_within_its_limit_then_503_then_frees() -> None:
             budget.reserve(50)
         assert (refused.value.status, refused.value.headers) == (503, {"Retry-After": "3"})
         first.resize(30)  # the counted estimate replaces the first guess
-        with budget.reserve(50):
-            assert budget.held == 80
-    assert budget.held == 0
+        with budget.reserve(50):  # 80 held: 20 more fit, 21 do not
+            with pytest.raises(ApiError):
+                budget.reserve(21)
+            with budget.reserve(20):
+                pass
+    with budget.reserve(100):  # everything was given back
+        pass
     with pytest.raises(ApiError) as never:
         budget.reserve(101)
     assert never.value.status == 413

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,36 +15,60 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from gateway import metrics
 from gateway.app import create_app
-from gateway.config import ENV, Config
+from gateway.config import ENV, Config, SettingsError, default_workers, settings
 from gateway.errors import ApiError, detail, invalid_input, preview
 from gateway.openapi import OPENAPI
 
 
-def test_config_defaults_and_environment() -> None:
-    assert Config.from_env({}) == Config()
-    config = Config.from_env(
-        {
-            "INFERENCE_TARGET": "dns:///inference:8001",
-            "GATEWAY_DEADLINE_S": "0.5",
-            "GATEWAY_MAX_ROWS": "10",
-            "INFERENCE_MODEL": " m ",
-            "GATEWAY_CHUNK_ROWS": "",
-        }
-    )
+def test_config_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Config.from_env() == Config()
+    for name, value in {
+        "INFERENCE_TARGET": "dns:///inference:8001",
+        "GATEWAY_DEADLINE_S": "0.5",
+        "GATEWAY_MAX_ROWS": "10",
+        "INFERENCE_MODEL": " m ",
+        "GATEWAY_CHUNK_ROWS": "",
+        "gateway_threads": "3",  # the names are case-sensitive
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = Config.from_env()
     assert config.inference_target == "dns:///inference:8001"
     assert config.deadline_s == 0.5
     assert config.max_rows == 10
     assert config.model_name == "m"
     assert config.chunk_rows == Config().chunk_rows
-    assert set(ENV) == set(Config.__dataclass_fields__)
+    assert config.threads == 8
+    assert set(ENV) == set(Config.model_fields)
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("GATEWAY_MAX_ROWS", "ten"), ("GATEWAY_DEADLINE_S", "0")]
+    ("name", "value", "reason"),
+    [
+        ("GATEWAY_MAX_ROWS", "ten", "valid integer"),
+        ("GATEWAY_DEADLINE_S", "0", "greater than 0"),
+        ("GATEWAY_PORT", "70000", "less than or equal to 65535"),
+        ("GATEWAY_ACCESS_LOG", "maybe", "valid boolean"),
+        ("GATEWAY_LOG_LEVEL", "loud", "not a logging level"),
+    ],
 )
-def test_bad_settings_raise_naming_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        Config.from_env({name: value})
+def test_bad_settings_raise_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, reason: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as error:
+        Config.from_env()
+    assert str(error.value).startswith(f"{name}={value!r}: ")
+    assert reason in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_two_bad_settings_name_the_first_and_count_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_THREADS", "0")
+    monkeypatch.setenv("GATEWAY_MAX_ROWS", "-1")
+    with pytest.raises(SettingsError, match=r"^GATEWAY_THREADS='0': .* \(and 1 more\)$"):
+        Config.from_env()
 
 
 def test_error_helpers() -> None:
@@ -96,7 +121,6 @@ def test_metrics_render_single_process(monkeypatch: pytest.MonkeyPatch) -> None:
     body, content_type = metrics.render()
     assert b'gateway_requests_total{route="/test",status="200"}' in body
     assert content_type.startswith("text/plain")
-    metrics.mark_process_dead(os.getpid())  # no multiprocess directory: nothing to do
 
 
 def test_metrics_render_multiprocess_directory(
@@ -105,12 +129,69 @@ def test_metrics_render_multiprocess_directory(
     monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
     body, _ = metrics.render()
     assert isinstance(body, bytes)
-    metrics.mark_process_dead(12345)
+
+
+def test_a_full_metrics_directory_answers_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    assert metrics.unusable(str(tmp_path)) == ""
+    monkeypatch.setattr(metrics, "HEADROOM_BYTES", 1 << 62)  # more than any disk has free
+    assert "bytes free (fewer than" in metrics.unusable(str(tmp_path))
+    with pytest.raises(metrics.MetricsUnavailableError, match="bytes free"):
+        metrics.render()
+    metrics.claim_directory()  # nowhere has that much room: the directory is kept
+    assert os.environ[metrics.MULTIPROC_ENV] == str(tmp_path)
+
+
+def test_a_cut_short_metrics_file_answers_unavailable_not_500(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    (tmp_path / "counter_1.db").write_bytes(b"stale")  # struct.error in the merge
+    with pytest.raises(metrics.MetricsUnavailableError, match="unpack"):
+        metrics.render()
+
+
+def test_a_failed_metrics_update_is_logged_once_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @metrics._best_effort
+    def update() -> None:
+        raise OSError("disk gone")
+
+    with caplog.at_level("WARNING", logger="gateway"):
+        update()
+        update()
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics update failed, predictions go on: disk gone"
+    ]
+
+
+def test_an_unusable_metrics_directory_keeps_the_worker_s_samples_private(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shared = tmp_path / "gone"
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(shared))
+    monkeypatch.setattr(metrics, "_shared", [])
+    metrics.claim_directory()
+    private = Path(os.environ[metrics.MULTIPROC_ENV])
+    try:
+        assert private != shared
+        assert private.is_dir()
+        assert metrics.shared_directory() == str(shared)  # /metrics still merges the shared one
+        with pytest.raises(metrics.MetricsUnavailableError, match="No such file"):
+            metrics.render()
+        assert shared.is_dir()  # made again: the next scrape answers
+        assert isinstance(metrics.render()[0], bytes)
+    finally:
+        shutil.rmtree(private)
 
 
 def _gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no-untyped-def]
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    settings.cache_clear()
     import gateway.gunicorn_conf as conf
 
     return importlib.reload(conf)
@@ -123,36 +204,42 @@ def test_gunicorn_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
         GATEWAY_WORKERS="3",
         GATEWAY_THREADS="2",
         GATEWAY_HOST="127.0.0.1",
+        GATEWAY_ACCESS_LOG="1",
+        GATEWAY_LOG_LEVEL="WARNING",
     )
     assert conf.bind == "127.0.0.1:6001"
     assert (conf.workers, conf.threads) == (3, 2)
+    assert (conf.accesslog, conf.loglevel) == ("-", "warning")
     worker = importlib.import_module(conf.worker_class.rsplit(".", 1)[0])
     assert issubclass(getattr(worker, conf.worker_class.rsplit(".", 1)[1]), ThreadWorker)
     assert conf.preload_app is False
-    assert conf.default_workers() >= 1
     monkeypatch.setenv("GATEWAY_WORKERS", "0")
-    with pytest.raises(ValueError, match="GATEWAY_WORKERS"):
+    settings.cache_clear()
+    with pytest.raises(SystemExit, match=r"^gateway: GATEWAY_WORKERS='0': "):
         importlib.reload(conf)
     monkeypatch.delenv("GATEWAY_WORKERS")
+    settings.cache_clear()
     importlib.reload(conf)
+    assert conf.workers == default_workers() >= 1
 
 
 def test_gunicorn_hooks_manage_the_metrics_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    conf = _gunicorn_conf(monkeypatch)
     directory = tmp_path / "metrics"
     directory.mkdir()
+    conf = _gunicorn_conf(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(directory))
     (directory / "counter_1.db").write_bytes(b"stale")
     (directory / "keep.txt").write_text("x")
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
     monkeypatch.delenv("COVERAGE_PROCESS_START", raising=False)
     conf.on_starting(None)
     assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
     worker = SimpleNamespace(pid=999_999)
     conf.post_fork(None, worker)  # no coverage requested: nothing started
     conf.worker_exit(None, worker)
-    conf.child_exit(None, worker)
+    (directory / "gauge_livesum_999999.db").write_bytes(b"")
+    conf.child_exit(None, worker)  # a dead worker's live gauges no longer count
+    assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
     monkeypatch.delenv("GATEWAY_METRICS_DIR_OWNED", raising=False)
     conf.on_exit(None)
     assert directory.exists()  # not ours: kept

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modeling.cleaning import MAX_ABS_VALUE, clean
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.schema import NUMERIC_COLUMNS
 
 EXTREMES = [1e155, -1e200, 1e308, -1e308, np.inf, 3.5e38, -MAX_ABS_VALUE]
@@ -25,7 +25,7 @@ def test_values_beyond_float32_are_unrecognised_like_inf() -> None:
 
 
 def test_every_numeric_column_at_any_magnitude_gets_a_probability(quick_bundle) -> None:
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     n = len(EXTREMES) + 3
     values = np.array([*EXTREMES, MAX_ABS_VALUE, 1e38, -1e-320])
     for column in NUMERIC_COLUMNS:
@@ -37,7 +37,7 @@ def test_every_numeric_column_at_any_magnitude_gets_a_probability(quick_bundle) 
 
 
 def test_a_non_finite_probability_is_an_error_not_an_answer(quick_bundle, monkeypatch) -> None:
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     monkeypatch.setattr(predictor.stack, "decision_function", lambda m: np.full(len(m), np.nan))
     with pytest.raises(ArithmeticError, match="non-finite probability for rows \\[0, 1\\]"):
         predictor.predict({"x0": np.array([1.0, 2.0])}, 2)

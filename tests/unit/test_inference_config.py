@@ -12,13 +12,27 @@ from inference import logs
 from inference.config import Settings, load_settings
 
 
-def test_defaults_need_only_a_bundle() -> None:
-    settings = load_settings(["--bundle", "models/x"], env={})
+@pytest.fixture
+def load(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``load_settings(argv)`` with exactly the environment variables ``env``."""
+
+    def run(argv: list[str], env: dict[str, str]) -> Settings:
+        for field in Settings.model_fields.values():
+            monkeypatch.delenv(str(field.validation_alias), raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return load_settings(argv)
+
+    return run
+
+
+def test_defaults_need_only_a_bundle(load) -> None:  # type: ignore[no-untyped-def]
+    settings = load(["--bundle", "models/x"], {})
     assert settings == Settings(bundle=Path("models/x"))
     assert (settings.port, settings.metrics_port, settings.max_queue_delay_ms) == (8001, 8002, 0.5)
 
 
-def test_environment_sets_defaults_and_flags_win() -> None:
+def test_environment_sets_defaults_and_flags_win(load) -> None:  # type: ignore[no-untyped-def]
     env = {
         "INFERENCE_BUNDLE": "models/env",
         "INFERENCE_PORT": "9001",
@@ -30,7 +44,7 @@ def test_environment_sets_defaults_and_flags_win() -> None:
         "INFERENCE_LOG_LEVEL": "debug",
         "INFERENCE_HOST": "127.0.0.1",
     }
-    settings = load_settings(["--port", "9100"], env=env)
+    settings = load(["--port", "9100"], env)
     assert settings == Settings(
         bundle=Path("models/env"),
         host="127.0.0.1",
@@ -47,23 +61,44 @@ def test_environment_sets_defaults_and_flags_win() -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        ([], {}, "--bundle"),
-        (["--bundle", ""], {}, "--bundle"),
-        (["--bundle", "b", "--max-batch-rows", "0"], {}, "must be >= 1"),
-        (["--bundle", "b"], {"INFERENCE_MAX_QUEUE_DELAY_MS": "-1"}, "must be >= 0"),
-        (["--bundle", "b", "--port", "http"], {}, "invalid int"),
-        (["--bundle", "b", "--repository", "r"], {}, "one of --bundle"),
-        (["--bundle", "b"], {"INFERENCE_REPOSITORY": "r"}, "one of --bundle"),
+        ([], {}, "give one of --bundle (INFERENCE_BUNDLE) and --repository"),
+        (["--bundle", ""], {}, "give one of --bundle"),
+        (
+            ["--bundle", "b", "--max-batch-rows", "0"],
+            {},
+            "--max-batch-rows='0': Input should be greater than 0",
+        ),
+        (
+            ["--bundle", "b"],
+            {"INFERENCE_MAX_QUEUE_DELAY_MS": "-1"},
+            "INFERENCE_MAX_QUEUE_DELAY_MS='-1': Input should be greater than or equal to 0",
+        ),
+        (["--bundle", "b", "--port", "http"], {}, "--port='http': Input should be a valid integer"),
+        (
+            ["--bundle", "b"],
+            {"INFERENCE_PORT": "70000"},
+            "INFERENCE_PORT='70000': Input should be less",
+        ),
+        (["--bundle", "b", "--log-level", "loud"], {}, "--log-level='loud': not a logging level"),
+        (["--bundle", "b", "--repository", "r"], {}, "give one of --bundle"),
+        (["--bundle", "b"], {"INFERENCE_REPOSITORY": "r"}, "give one of --bundle"),
         (["--bundle", "b", "--model-version", "2"], {}, "--model-version needs --repository"),
+        (
+            ["--bundle", "b", "--workers", "0", "--grace-s", "-1"],
+            {},
+            "--workers='0': Input should be greater than 0 (and 1 more)",
+        ),
     ],
 )
-def test_bad_settings_exit_2_with_a_message(
-    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+def test_bad_settings_exit_2_with_one_line_naming_the_flag_or_variable(  # type: ignore[no-untyped-def]
+    load, argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as error:
-        load_settings(argv, env=env)
+        load(argv, env)
     assert error.value.code == 2
-    assert message in capsys.readouterr().err
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"inference: {message}")
 
 
 @pytest.fixture
@@ -99,19 +134,19 @@ def test_log_lines_are_json_with_extra_fields(capsys: pytest.CaptureFixture[str]
     assert "ValueError: boom" in failed["exception"]
 
 
-def test_a_repository_and_the_version_to_start_with() -> None:
-    settings = load_settings([], env={"INFERENCE_REPOSITORY": "models/scoring"})
+def test_a_repository_and_the_version_to_start_with(load) -> None:  # type: ignore[no-untyped-def]
+    settings = load([], {"INFERENCE_REPOSITORY": "models/scoring"})
     assert (settings.bundle, settings.repository, settings.model_version) == (
         None,
         Path("models/scoring"),
         "",
     )
-    settings = load_settings(["--repository", "r", "--model-version", "3"], env={})
+    settings = load(["--repository", "r", "--model-version", "3"], {})
     assert (settings.repository, settings.model_version) == (Path("r"), "3")
 
 
-def test_loopback_by_default_and_limits_and_reflection_from_the_environment() -> None:
-    defaults = load_settings(["--bundle", "b"], env={})
+def test_loopback_by_default_and_limits_and_reflection_from_the_environment(load) -> None:  # type: ignore[no-untyped-def]
+    defaults = load(["--bundle", "b"], {})
     assert (defaults.host, defaults.reflection, defaults.compile_trees) == (
         "127.0.0.1",
         True,
@@ -124,19 +159,19 @@ def test_loopback_by_default_and_limits_and_reflection_from_the_environment() ->
         "INFERENCE_REFLECTION": "off",
         "INFERENCE_COMPILE_TREES": "on",
     }
-    settings = load_settings(["--bundle", "b"], env=env)
+    settings = load(["--bundle", "b"], env)
     assert (settings.max_request_rows, settings.max_text_bytes) == (10, 20)
     assert (settings.max_message_bytes, settings.reflection) == (30, False)
     assert settings.compile_trees is True
-    assert load_settings(["--bundle", "b", "--reflection", "on"], env=env).reflection is True
+    assert load(["--bundle", "b", "--reflection", "on"], env).reflection is True
     with pytest.raises(SystemExit):
-        load_settings(["--bundle", "b", "--reflection", "maybe"], env={})
+        load(["--bundle", "b", "--reflection", "maybe"], {})
 
 
-def test_drift_window_settings() -> None:
+def test_drift_window_settings(load) -> None:  # type: ignore[no-untyped-def]
     env = {"INFERENCE_DRIFT_WINDOW_ROWS": "0", "INFERENCE_DRIFT_MIN_ROWS": "50"}
-    settings = load_settings(["--bundle", "b"], env=env)
+    settings = load(["--bundle", "b"], env)
     assert (settings.drift_window_rows, settings.drift_min_rows) == (0, 50)
-    assert load_settings(["--bundle", "b"], env={}).drift_window_rows == 10_000
+    assert load(["--bundle", "b"], {}).drift_window_rows == 10_000
     with pytest.raises(SystemExit):
-        load_settings(["--bundle", "b", "--drift-window-rows", "-1"], env={})
+        load(["--bundle", "b", "--drift-window-rows", "-1"], {})

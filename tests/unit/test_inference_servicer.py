@@ -14,7 +14,7 @@ from inference.dataplane import DataPlane, ExplainLimits
 from inference.metrics import Metrics
 from inference.servicer import SERVER_NAME, InferenceServicer
 from modeling.cleaning import MISSING_TEXT as CLEANING_MISSING
-from modeling.predictor import Prediction, Predictor, load_bundle
+from modeling.predictor import Prediction, Predictor
 from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
@@ -44,7 +44,7 @@ class Context:
 
 @pytest.fixture(scope="module")
 def predictor(quick_bundle: Path) -> Predictor:
-    return load_bundle(quick_bundle)
+    return Predictor.from_bundle(quick_bundle)
 
 
 @pytest.fixture

@@ -94,8 +94,8 @@ def _run_without_training(body: str) -> subprocess.CompletedProcess[str]:
 def test_serving_loads_and_scores_a_bundle_without_any_training_package(quick_bundle):
     body = (
         "".join(f"import {name}\n" for name in SERVING)
-        + "from modeling.predictor import load_bundle\n"
-        + f"p = load_bundle({str(quick_bundle)!r})\n"
+        + "from pathlib import Path\nfrom modeling.predictor import Predictor\n"
+        + f"p = Predictor.from_bundle(Path({str(quick_bundle)!r}))\n"
         + "print(p.predict({'x0': [1.0], 'x1': ['monday']}, 1).probability[0])\n"
     )
     result = _run_without_training(body)

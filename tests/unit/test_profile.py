@@ -12,7 +12,7 @@ import pytest
 
 from modeling.bundle import MANIFEST, BundleError, sha256_file
 from modeling.cleaning import clean
-from modeling.predictor import load_bundle
+from modeling.predictor import Predictor
 from modeling.profile import (
     MISSING_SLOT,
     PROFILE_FILE,
@@ -224,7 +224,7 @@ def test_unreadable_profile_file(tmp_path: Path) -> None:
 def test_training_writes_a_sealed_profile_the_predictor_loads(quick_bundle: Path) -> None:
     manifest = json.loads((quick_bundle / MANIFEST).read_text())
     assert manifest["files"][PROFILE_FILE] == sha256_file(quick_bundle / PROFILE_FILE)
-    predictor = load_bundle(quick_bundle)
+    predictor = Predictor.from_bundle(quick_bundle)
     assert predictor.profile is not None
     assert predictor.profile.rows == manifest["training_data"]["rows"]
     assert predictor.profile.threshold == pytest.approx(predictor.threshold)
@@ -245,7 +245,7 @@ def test_a_tampered_profile_is_refused(quick_bundle: Path, tmp_path: Path) -> No
     data["rows"] += 1
     (copy / PROFILE_FILE).write_text(json.dumps(data))
     with pytest.raises(BundleError, match=r"sha256 of profile\.json"):
-        load_bundle(copy)
+        Predictor.from_bundle(copy)
 
 
 def test_a_sealed_but_bad_profile_is_refused(quick_bundle: Path, tmp_path: Path) -> None:
@@ -255,7 +255,7 @@ def test_a_sealed_but_bad_profile_is_refused(quick_bundle: Path, tmp_path: Path)
     manifest["files"][PROFILE_FILE] = sha256_file(copy / PROFILE_FILE)
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"bad profile\.json"):
-        load_bundle(copy)
+        Predictor.from_bundle(copy)
 
 
 def test_a_bundle_from_before_profiles_loads_and_scores(quick_bundle: Path, tmp_path: Path) -> None:
@@ -264,6 +264,6 @@ def test_a_bundle_from_before_profiles_loads_and_scores(quick_bundle: Path, tmp_
     manifest = json.loads((copy / MANIFEST).read_text())
     del manifest["files"][PROFILE_FILE]
     (copy / MANIFEST).write_text(json.dumps(manifest))
-    predictor = load_bundle(copy)
+    predictor = Predictor.from_bundle(copy)
     assert predictor.profile is None
     assert 0.0 < predictor.predict({"x0": [1.0]}, 1).probability[0] < 1.0

@@ -18,7 +18,9 @@ def pem(tmp_path: Path, name: str) -> str:
     return str(path)
 
 
-def test_the_gateway_channel_is_plaintext_unless_given_a_ca(tmp_path: Path) -> None:
+def test_the_gateway_channel_is_plaintext_unless_given_a_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert tls_files(Config()) is None
     ca = pem(tmp_path, "ca.crt")
     assert tls_files(Config(inference_ca=ca)) == (Path(ca).read_bytes(), None, None)
@@ -31,7 +33,9 @@ def test_the_gateway_channel_is_plaintext_unless_given_a_ca(tmp_path: Path) -> N
         "GATEWAY_INFERENCE_KEY": key,
         "GATEWAY_INFERENCE_SERVER_NAME": "inference",
     }
-    config = Config.from_env(env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = Config.from_env()
     assert (config.inference_ca, config.inference_server_name) == (ca, "inference")
 
 
@@ -54,8 +58,10 @@ def test_an_unreadable_gateway_tls_file_names_its_setting(tmp_path: Path) -> Non
         tls_files(Config(inference_ca=str(tmp_path / "absent")))
 
 
-def test_the_server_serves_plaintext_unless_given_a_certificate(tmp_path: Path) -> None:
-    settings = load_settings(["--bundle", "b"], env={})
+def test_the_server_serves_plaintext_unless_given_a_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(["--bundle", "b"])
     assert (settings.tls_cert, settings.tls_client_ca, settings.health_port) == ("", "", -1)
     assert server_credentials(settings) is None
     env = {
@@ -64,7 +70,9 @@ def test_the_server_serves_plaintext_unless_given_a_certificate(tmp_path: Path) 
         "INFERENCE_TLS_CLIENT_CA": pem(tmp_path, "ca.crt"),
         "INFERENCE_HEALTH_PORT": "8003",
     }
-    settings = load_settings(["--bundle", "b"], env=env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(["--bundle", "b"])
     assert settings.health_port == 8003
     assert settings.tls_client_ca == env["INFERENCE_TLS_CLIENT_CA"]
     assert server_credentials(settings) is not None
@@ -72,4 +80,4 @@ def test_the_server_serves_plaintext_unless_given_a_certificate(tmp_path: Path) 
 
 def test_incomplete_server_tls_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(TlsSettingsError, match="alone is not enough"):
-        server_credentials(load_settings(["--bundle", "b", "--tls-client-ca", "ca"], env={}))
+        server_credentials(load_settings(["--bundle", "b", "--tls-client-ca", "ca"]))
