@@ -28,9 +28,8 @@ class SettingsError(ValueError):
 def default_workers() -> int:
     """One gunicorn worker per two usable cores (at least one).
 
-    Threads overlap the waits on the inference server, and the requests of one worker's
-    threads share ModelInfer calls under load (:mod:`gateway.coalesce`): fewer, busier
-    workers send fewer, larger calls (figures in docs/performance.md).
+    Threads overlap the waits on the inference server; the server merges concurrent
+    calls into one model call (figures in docs/performance.md).
     """
     return max(1, len(os.sched_getaffinity(0)) // 2)
 
@@ -68,8 +67,7 @@ class Config(BaseSettings):
     workers: Positive = Field(
         default_factory=default_workers,
         validation_alias="GATEWAY_WORKERS",
-        description="gunicorn processes; a worker's concurrent small requests share ModelInfer "
-        "calls, so fewer, busier workers are cheaper",
+        description="gunicorn processes (each holds its own gRPC channel and metadata cache)",
     )
     threads: Positive = Field(
         8, validation_alias="GATEWAY_THREADS", description="threads per gunicorn process"

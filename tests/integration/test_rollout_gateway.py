@@ -23,7 +23,7 @@ from tests.integration.gateway_helpers import JSON, Gateways, request
 pytestmark = pytest.mark.integration
 
 LARGE = 400  # rows of a large request: 8 ModelInfer chunks of 50, sent together
-SMALL = 2  # rows of a small one: merged with others by the coalescer
+SMALL = 2  # rows of a small one: merged with others by the server's batcher
 VERSION = "X-Model-Version"
 
 
