@@ -11,13 +11,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from modeling.predictor import load_bundle
 from modeling.schema import COLUMNS
 from modeling.training.synthetic import synthetic_records
 from tests.containers.conftest import FIGURES, wait_whole
+from tests.containers.scores import assert_same_scores, expected_scores
 from tests.containers.stack import INFERENCE_METRICS, Stack, wait_for
 from tests.integration.gateway_helpers import JSON, predict, request
 
@@ -32,25 +32,6 @@ def readyz(stack: Stack) -> dict[str, str]:
     status, _, body = request(stack.port, "GET", "/readyz")
     assert status == 200, body
     return json.loads(body)
-
-
-def expected_scores(bundle: Path, rows: list[dict[str, str]]) -> list[dict[str, float]]:
-    """What the in-process predictor answers for ``rows`` (exercise-style strings)."""
-    predictor = load_bundle(bundle)
-    columns = {c: [row.get(c, "") for row in rows] for c in COLUMNS}
-    prediction = predictor.predict(columns, len(rows))
-    return [
-        {"class": int(c), "probability": float(p)}
-        for c, p in zip(prediction.label, prediction.probability, strict=True)
-    ]
-
-
-def assert_same_scores(got: list[dict[str, float]], expected: list[dict[str, float]]) -> None:
-    assert len(got) == len(expected)
-    assert [g["class"] for g in got] == [e["class"] for e in expected]
-    np.testing.assert_allclose(
-        [g["probability"] for g in got], [e["probability"] for e in expected], rtol=1e-12
-    )
 
 
 @pytest.mark.parametrize("service", sorted(IMAGE_LIMITS_MB))
