@@ -127,9 +127,11 @@ def pods(tmp_path_factory: pytest.TempPathFactory, quick_bundle: Path) -> Iterat
                 "podman", "inspect", "--format",
                 f'{{{{(index .NetworkSettings.Networks "{prefix}").IPAddress}}}}', infra,
             ).strip()  # fmt: skip
-            # No Service here: the gateway dials the inference pod by its podman DNS name.
-            rendered = configured(pods.rendered, "gateway", "INFERENCE_TARGET")
-            target = rendered.replace("///inference:", f"///{pods.pod['inference']}:")
+            if name == "inference":
+                # No Service here: the gateway dials the inference pod by its podman DNS name.
+                rendered = configured(pods.rendered, "gateway", "INFERENCE_TARGET")
+                target = rendered.replace("///inference:", f"///{pods.pod['inference']}:")
+                assert target != rendered, f"INFERENCE_TARGET {rendered} names no Service"
             FIGURES[f"kube play: {name} started (startup probes passed) in"] = (
                 f"{wait_started(pods, name):.1f} s"
             )
