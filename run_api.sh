@@ -12,7 +12,8 @@
 # version (or serves a DEMO one and real data is now available) a new version is trained
 # first from $TRAIN_CSV if set, else from data/exercise_06_train.csv if present, else a
 # DEMO model on synthetic rows (said loudly); a models/current bundle from before
-# repositories becomes version 1. Containers serve the bundle /models/current.
+# repositories becomes version 1. Containers serve the model repository /models/scoring of
+# the compose volume "models" (its trainer service trains and deploys versions the same way).
 # Local mode creates .venv with `make setup` when it is missing, binds to loopback, restarts
 # a server that dies (supervise below), waits until the gateway's
 # /readyz answers, and stops both processes on Ctrl-C or SIGTERM.

@@ -205,6 +205,19 @@ class DriftTracker:
             if self._idle:  # else the worker takes these rows at its next drain
                 self._items.notify()
 
+    def use_profile(self, profile: ReferenceProfile) -> None:
+        """Measure against ``profile`` from now on (a new version's): the window starts empty.
+
+        The served-probability histogram goes on (it is cumulative). Rows still queued when
+        the version changes are binned into the new window.
+        """
+        window = DriftWindow(profile, self.window.capacity)
+        with self._window_lock:
+            old = self.window
+            window.score_counts = old.score_counts
+            window.score_sum, window.total_rows = old.score_sum, old.total_rows
+            self.window = window
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued row is in the window; return whether it was in time."""
         with self._drained:
@@ -274,8 +287,6 @@ class DriftCollector(Collector):
 
     def __init__(self, tracker: DriftTracker) -> None:
         self.tracker = tracker
-        profile = tracker.window.profile
-        self._reference_missing = profile.missing_share
 
     def describe(self) -> list[Metric]:
         """No up-front description: the registry calls :meth:`collect` once at register."""
@@ -349,7 +360,7 @@ class DriftCollector(Collector):
         yield _by_column(
             "inference_drift_reference_missing_ratio",
             "Share of missing values per column in the training data.",
-            self._reference_missing,
+            profile.missing_share,
         )
         yield _gauge(
             "inference_drift_reference_score_mean",

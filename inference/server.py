@@ -153,10 +153,24 @@ class InferenceServer:
             serving.version if serving else None,
             previous.version if previous else None,
         )
+        if serving is not None and self.drift is not None:
+            self._follow_drift(self.drift)
         status = health_pb2.HealthCheckResponse
         if previous is not None or serving is None:  # not at start: start() reports SERVING
             for service in ("", SERVICE_NAME):
                 self.health.set(service, status.SERVING if serving else status.NOT_SERVING)
+
+    def _follow_drift(self, drift: DriftTracker) -> None:
+        """Measure drift against the serving version's training data (a swap changes it)."""
+        profile = self.plane.predictor.profile
+        if profile is None:
+            log.warning(
+                "version %s has no reference profile: drift is still measured against "
+                "the previous version's",
+                self.plane.model.version,
+            )
+        elif profile is not drift.window.profile:
+            drift.use_profile(profile)
 
     def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight ones finish (up to ``grace_s``)."""

@@ -11,13 +11,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from modeling.predictor import Predictor
 from modeling.schema import COLUMNS
 from modeling.training.synthetic import synthetic_records
 from tests.containers.conftest import FIGURES, wait_whole
+from tests.containers.scores import assert_same_scores, expected_scores
 from tests.containers.stack import INFERENCE_METRICS, Stack, wait_for
 from tests.integration.gateway_helpers import JSON, predict, request
 
@@ -26,31 +26,13 @@ pytestmark = pytest.mark.containers
 IMAGE_LIMITS_MB = {"inference": 600, "gateway": 200}
 READY_LIMIT_S = 10.0
 APP_UID = "10001"
+REPOSITORY = "/models/scoring"
 
 
 def readyz(stack: Stack) -> dict[str, str]:
     status, _, body = request(stack.port, "GET", "/readyz")
     assert status == 200, body
     return json.loads(body)
-
-
-def expected_scores(bundle: Path, rows: list[dict[str, str]]) -> list[dict[str, float]]:
-    """What the in-process predictor answers for ``rows`` (exercise-style strings)."""
-    predictor = Predictor.from_bundle(bundle)
-    columns = {c: [row.get(c, "") for row in rows] for c in COLUMNS}
-    prediction = predictor.predict(columns, len(rows))
-    return [
-        {"class": int(c), "probability": float(p)}
-        for c, p in zip(prediction.label, prediction.probability, strict=True)
-    ]
-
-
-def assert_same_scores(got: list[dict[str, float]], expected: list[dict[str, float]]) -> None:
-    assert len(got) == len(expected)
-    assert [g["class"] for g in got] == [e["class"] for e in expected]
-    np.testing.assert_allclose(
-        [g["probability"] for g in got], [e["probability"] for e in expected], rtol=1e-12
-    )
 
 
 @pytest.mark.parametrize("service", sorted(IMAGE_LIMITS_MB))
@@ -62,18 +44,23 @@ def test_images_are_small(stack: Stack, service: str) -> None:
     assert size <= limit * 1e6, f"{service} image is {size / 1e6:.0f} MB"
 
 
-def test_readyz_names_the_bundle_as_trained(stack: Stack, tmp_path: Path) -> None:
+def copy_version(stack: Stack, version: str, into: Path) -> Path:
+    """Version ``version`` of the served model repository, copied out of a replica."""
     replica = stack.containers("inference")[0]
-    stack.run(stack.engine, "cp", f"{replica}:/models/current", str(tmp_path / "bundle"))
-    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    stack.run(stack.engine, "cp", f"{replica}:{REPOSITORY}/{version}", str(into))
+    return into
+
+
+def test_readyz_names_the_version_as_trained(stack: Stack, tmp_path: Path) -> None:
+    """The trainer wrote version 1 of the repository /models/scoring; it is what serves."""
+    manifest = json.loads((copy_version(stack, "1", tmp_path / "v1") / "manifest.json").read_text())
     ready = readyz(stack)
-    assert ready["model"] == manifest["name"] == "current"
-    assert ready["version"] == manifest["created_at"]
+    assert ready["model"] == "scoring"  # the repository's name
+    assert ready["version"] == str(manifest["version"]) == "1"
 
 
 def test_predict_equals_the_in_process_predictor(stack: Stack, tmp_path: Path) -> None:
-    replica = stack.containers("inference")[0]
-    stack.run(stack.engine, "cp", f"{replica}:/models/current", str(tmp_path / "bundle"))
+    copy_version(stack, "1", tmp_path / "bundle")
     one = synthetic_records(1, seed=21)
     status, _, got = predict(stack.port, one[0])
     assert status == 200, got
@@ -111,8 +98,7 @@ def metric(text: str, sample: str) -> float:
 
 
 def test_explain_equals_the_in_process_model(stack: Stack, tmp_path: Path) -> None:
-    replica = stack.containers("inference")[0]
-    stack.run(stack.engine, "cp", f"{replica}:/models/current", str(tmp_path / "bundle"))
+    copy_version(stack, "1", tmp_path / "bundle")
     rows = synthetic_records(300, seed=24)
     started = time.perf_counter()
     status, _, raw = request(
@@ -229,7 +215,39 @@ def test_killing_a_replica_under_load_fails_no_request(stack: Stack) -> None:
     wait_for(reached, 60, f"calls to reach the restarted {victim}", 1.0)
 
 
+def served_versions(stack: Stack, calls: int) -> set[str]:
+    """The versions that answered ``calls`` single-row calls (spread over the replicas)."""
+    versions = set()
+    for row in synthetic_records(calls, seed=26):
+        status, headers, body = predict(stack.port, row)
+        assert status == 200, body
+        versions.add(headers["X-Model-Version"])
+    return versions
+
+
+def test_the_readme_s_commands_roll_a_version_forward_and_back(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Train version 2 into the volume, put it into service on every replica, roll back to 1."""
+    trainer = ("run", "--rm", "trainer", "python", "-m")
+    stack.compose_cmd(*trainer, "modeling", "train", "--synthetic", "2000", "--profile",
+                      "quick", "--seed", "7", "--repository", REPOSITORY)  # fmt: skip
+    assert served_versions(stack, 12) == {"1"}  # trained beside version 1, not yet served
+    rows = synthetic_records(50, seed=27)
+    for version in ("2", "1"):
+        stack.compose_cmd(*trainer, "inference.deploy", "--version", version)
+        # Every replica swapped before the command returned: no call answers another version.
+        assert served_versions(stack, 12) == {version}
+        status, headers, got = predict(stack.port, rows)
+        assert status == 200, got
+        assert headers["X-Model-Version"] == version
+        bundle = copy_version(stack, version, tmp_path / f"v{version}")
+        assert_same_scores(got, expected_scores(bundle, rows))
+    assert readyz(stack)["version"] == "1"
+
+
 def test_down_then_up_reuses_the_trained_bundle(stack: Stack) -> None:
+    """The repository outlives the containers: a restart serves the version SERVING names."""
     version = readyz(stack)["version"]
     stack.compose_cmd("down", "-t", "15", timeout=300)
     assert stack.containers("inference", every=True) == []

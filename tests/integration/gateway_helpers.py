@@ -42,9 +42,10 @@ def request(
     headers: dict[str, str] | None = None,
     *,
     timeout: float = 30.0,
+    host: str = "127.0.0.1",
 ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request to 127.0.0.1:port; returns (status, headers, body)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """One HTTP request to host:port; returns (status, headers, body)."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -53,9 +54,10 @@ def request(
         connection.close()
 
 
-def predict(port: int, payload: Any) -> tuple[int, dict[str, str], Any]:
+def predict(port: int, payload: Any, *, host: str = "127.0.0.1") -> tuple[int, dict[str, str], Any]:
     """POST a JSON payload to /predict; returns (status, headers, decoded body)."""
-    status, headers, body = request(port, "POST", "/predict", json.dumps(payload).encode(), JSON)
+    body = json.dumps(payload).encode()
+    status, headers, body = request(port, "POST", "/predict", body, JSON, host=host)
     return status, headers, json.loads(body)
 
 

@@ -311,3 +311,40 @@ def test_the_deploy_command_rolls_every_replica_and_records_the_version(
     assert deploy_main(["--version", "1", *targets]) == 0  # the rollback
     assert {serving_version(stub_of(r)) for r in replicas} == {"1"}
     assert deploy_main(["--version", "../1", *targets]) == 2
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of one sample (name and labels as printed) on a /metrics page."""
+    (value,) = (line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name + " "))
+    return float(value)
+
+
+def test_drift_is_measured_against_the_serving_version_s_profile(
+    start_inference: StartInference, model_repository: Path, predictors: dict[str, Predictor]
+) -> None:
+    """After a swap the drift window starts again, against the new version's training data."""
+    profiles = {v: p.profile for v, p in predictors.items()}
+    assert profiles["1"] is not None
+    assert profiles["2"] is not None
+    assert profiles["1"].score_mean != profiles["2"].score_mean
+    server = start_inference(model_repository, "--model-version", "1")
+    stub, metrics = stub_of(server), server.ports["metrics"]
+    table, _ = synthetic_table(200, seed=9)
+    request = infer_request("scoring", oip_columns(table))
+
+    def window_rows(expected: int) -> bool:
+        return _sample(_metrics(metrics), "inference_drift_window_rows") == expected
+
+    stub.ModelInfer(request, timeout=30)
+    wait_for(lambda: window_rows(200), "200 rows in the drift window")
+    reference = "inference_drift_reference_score_mean"
+    assert _sample(_metrics(metrics), reference) == pytest.approx(profiles["1"].score_mean)
+
+    load(stub, "2")
+    text = _metrics(metrics)
+    assert _sample(text, reference) == pytest.approx(profiles["2"].score_mean)
+    assert _sample(text, "inference_drift_window_rows") == 0  # version 1's rows are gone
+    stub.ModelInfer(request, timeout=30)
+    wait_for(lambda: window_rows(200), "version 2's rows in the drift window")
+    # The served-probability histogram is cumulative (a Prometheus histogram): it goes on.
+    assert _sample(_metrics(metrics), "inference_scored_probability_count") == 400

@@ -107,55 +107,64 @@ def trainer_script(compose: dict) -> str:
     return command[2]
 
 
-def test_trainer_skips_when_a_bundle_exists_and_publishes_atomically(compose: dict) -> None:
+def test_trainer_trains_into_the_model_repository(compose: dict) -> None:
     script = trainer_script(compose)
-    assert "python -m modeling train" in script
-    # Staging dir + rename: inference never sees a half-written bundle. The bundle is
-    # written under its final directory name, since a bundle is named after it (/readyz).
-    assert "--out /models/.staging/current" in script
-    assert 'mv /models/.staging/current "$$bundle"' in script
+    # train --repository writes the next version into a hidden directory and renames it:
+    # a replica never sees a half-written version (tests/unit/test_repository.py).
+    assert "repository=/models/scoring" in script
+    assert 'python -m modeling train "$$@" $${TRAIN_ARGS:-} --repository "$$repository"' in script
     # Shell variables are escaped from compose interpolation ($$VAR).
-    assert re.search(r"(?<!\$)\$(?!\$)[A-Za-z_@{]", script) is None
+    assert re.search(r"(?<!\$)\$(?!\$)[A-Za-z_@{(]", script) is None
+
+
+TRAIN = "--repository /models/scoring"
 
 
 @pytest.mark.parametrize(
-    ("bundle", "csv", "expected"),
+    ("state", "csv", "expected"),
     [
-        (None, True, "--train /data/train.csv --out /models/.staging/current"),
-        (None, False, "--synthetic 500 --out /models/.staging/current"),
-        ({"demo": False}, True, "nothing to do"),
-        ({"demo": True}, False, "keeping the DEMO bundle"),
-        ({"demo": True}, True, "--train /data/train.csv --out /models/.staging/current"),
-        (None, "quick", "--train /data/train.csv --profile quick --out /models/.staging/current"),
+        ({}, True, f"TRAIN --train /data/train.csv {TRAIN}"),
+        ({}, False, f"TRAIN --synthetic 500 {TRAIN}"),
+        ({"scoring/1": {"demo": False}}, True, "nothing to do"),
+        ({"scoring/1": {"demo": True}}, False, "keeping the DEMO version"),
+        ({"scoring/1": {"demo": True}}, True, f"TRAIN --train /data/train.csv {TRAIN}"),
+        ({}, "quick", f"TRAIN --train /data/train.csv --profile quick {TRAIN}"),
+        ({"current": {"demo": False}}, True, "/models/current becomes version 1"),
+        ({"scoring/1": {"demo": False}, "scoring/2": {"demo": True}}, True, "nothing to do"),
     ],
-    ids=["fresh-with-data", "fresh-demo", "exists", "demo-kept", "demo-replaced", "train-args"],
-)
+    ids=[
+        "fresh-with-data", "fresh-demo", "exists", "demo-kept", "demo-replaced", "train-args",
+        "old-volume", "serving-names-1",
+    ],
+)  # fmt: skip
 def test_trainer_decides_whether_to_train(
-    compose: dict, tmp_path: Path, bundle: dict | None, csv: bool | str, expected: str
+    compose: dict, tmp_path: Path, state: dict[str, dict], csv: bool | str, expected: str
 ) -> None:
-    """Run the trainer's real shell script with a stub python, in a scratch /models.
+    """Run the trainer's real shell script with a stub training, in a scratch /models.
 
-    The stub names the bundle after its directory, as modeling.bundle.save_bundle does,
-    so the test sees the name /readyz will show (it once showed ".staging").
+    The repository is read by the real ``modeling.repository`` (which version serves);
+    the stub stands for ``train --repository``: it adds the next version, as it does.
     """
     if shutil.which("sh") is None:
         pytest.skip("no POSIX sh")
     models, data, stub = tmp_path / "models", tmp_path / "data", tmp_path / "bin"
-    models.mkdir()
-    data.mkdir()
-    stub.mkdir()
-    if bundle is not None:
-        (models / "current").mkdir()
-        (models / "current" / "manifest.json").write_text(json.dumps(bundle))
+    for directory in (models, data, stub):
+        directory.mkdir()
+    for path, manifest in state.items():
+        (models / path).mkdir(parents=True)
+        (models / path / "manifest.json").write_text(json.dumps(manifest))
+    if "scoring/2" in state:
+        (models / "scoring" / "SERVING").write_text("1\n")
     if csv:
         (data / "train.csv").write_text("x0,y\n1,0\n")
-    # "python -c" runs for real (the demo check); "python -m modeling train" is recorded.
+    # "python -c" runs for real; "python -m modeling train" is recorded and adds a version.
     (stub / "python").write_text(
         "#!/bin/sh\n"
         f'if [ "$1" = "-c" ]; then exec {shlex.quote(sys.executable)} "$@"; fi\n'
-        'shift 3; echo "TRAIN $*"; out=""; while [ $# -gt 0 ]; do '
-        '[ "$1" = --out ] && out="$2"; shift; done; mkdir -p "$out"; '
-        'echo "{\\"name\\": \\"$(basename "$out")\\"}" > "$out/manifest.json"\n'
+        'shift 3; echo "TRAIN $*"; while [ $# -gt 1 ]; do '
+        '[ "$1" = --repository ] && repo="$2"; shift; done; '
+        'n=$(($(ls "$repo" 2>/dev/null | grep -c "^[0-9]") + 1)); mkdir -p "$repo/$n"; '
+        'echo "{\\"version\\": $n}" > "$repo/$n/manifest.json"\n'
     )
     (stub / "python").chmod(0o755)
     script = (
@@ -180,10 +189,19 @@ def test_trainer_decides_whether_to_train(
     output = (result.stdout + result.stderr).replace(str(tmp_path), "")
     assert result.returncode == 0, output
     assert expected in output
-    manifest = json.loads((models / "current" / "manifest.json").read_text())
-    if "TRAIN" in output:
-        assert manifest["name"] == "current", manifest
-    assert not (models / ".staging").exists()
+    trained = "TRAIN" in output
+    assert trained == expected.startswith("TRAIN"), output
+    versions = sorted(p.name for p in (models / "scoring").iterdir() if p.name.isdigit())
+    assert versions, "no version"
+    assert versions == [str(n) for n in range(1, len(versions) + 1)], versions
+    if trained:
+        # A new version was added beside the old, and it is the one to serve (no SERVING).
+        assert len(versions) == len([k for k in state if k.startswith("scoring/")]) + 1
+        assert not (models / "scoring" / "SERVING").exists()
+    if "current" in state:
+        assert json.loads((models / "scoring" / "1" / "manifest.json").read_text()) == {
+            "demo": False
+        }
 
 
 def test_inference_runs_several_interchangeable_replicas(compose: dict) -> None:
@@ -216,7 +234,12 @@ def test_bundle_is_shared_by_volume_and_read_only_for_inference(compose: dict) -
     assert trainer_mounts["/models"]["type"] == "volume"
     assert inference_mounts["/models"]["read_only"] is True
     assert trainer_mounts["/data"]["read_only"] is True
-    assert services["inference"]["environment"]["INFERENCE_BUNDLE"] == "/models/current"
+    # The replicas serve the repository (the image's INFERENCE_BUNDLE emptied); the trainer's
+    # deploy command records the served version in the same repository's SERVING file.
+    assert services["inference"]["environment"]["INFERENCE_BUNDLE"] == ""
+    assert services["inference"]["environment"]["INFERENCE_REPOSITORY"] == "/models/scoring"
+    assert services["trainer"]["environment"]["INFERENCE_REPOSITORY"] == "/models/scoring"
+    assert services["trainer"]["environment"]["INFERENCE_TARGET"] == "inference:8001"
     assert "models" in compose["volumes"]
 
 
@@ -281,12 +304,12 @@ def test_no_secrets_in_environment(compose: dict) -> None:
             assert not re.search(r"(?i)password|secret|token|api_?key", key), (name, key)
 
 
-def test_replicas_wait_for_the_bundle_then_run_the_image_entrypoint(compose: dict) -> None:
+def test_replicas_wait_for_a_version_then_run_the_image_entrypoint(compose: dict) -> None:
     # podman-compose runs with --no-deps (deploy/docker/engine.sh): no start order there.
     entrypoint = compose["services"]["inference"]["entrypoint"]
     assert entrypoint[:2] == ["sh", "-c"]
     script = entrypoint[2]
-    assert 'until [ -f "$$INFERENCE_BUNDLE/manifest.json" ]' in script
+    assert 'until ls "$$INFERENCE_REPOSITORY"/*/manifest.json' in script
     image_entrypoint = json.loads(
         re.search(r"^ENTRYPOINT (.+)$", (ROOT / "Dockerfile.inference").read_text(), re.M)[1]
     )

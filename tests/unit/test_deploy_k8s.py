@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.kustomize import kustomize_command
+from tests.kustomize import render as render_with
 
 yaml = pytest.importorskip("yaml")
 try:  # only the schema tests need it; the design checks below run without it
@@ -47,25 +48,11 @@ def k8s_version(version: str) -> str:
     return validator_module().utils.latest_version() if version == "latest" else version
 
 
-def kustomize_command() -> list[str]:
-    if kubectl := shutil.which("kubectl"):
-        return [kubectl, "kustomize"]
-    if kustomize := shutil.which("kustomize"):
-        return [kustomize, "build"]
-    pytest.skip("neither kubectl nor kustomize is installed")
-    return []  # unreachable: pytest.skip raises
-
-
 def render(directory: Path) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [*kustomize_command(), str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    command = kustomize_command()
+    if command is None:
+        pytest.skip("neither kubectl nor kustomize is installed")
+    return render_with(command, directory)
 
 
 @pytest.fixture(scope="module")

@@ -204,6 +204,36 @@ def test_collector_exports_bounded_families_at_scrape_time(profile: ReferencePro
         tracker.close(timeout=5)
 
 
+def test_a_new_profile_starts_the_window_again_and_keeps_the_histogram(
+    profile: ReferenceProfile,
+) -> None:
+    """A swap: the window measures against the new version's training data from then on."""
+    columns, _ = synthetic_table(3000, seed=6)
+    scores = np.random.default_rng(6).beta(2.0, 2.0, 3000)
+    other = build_profile(clean(columns, 3000).matrix, scores, threshold=0.5)
+    tracker = DriftTracker(profile, capacity=1000)
+    registry = CollectorRegistry()
+    registry.register(DriftCollector(tracker))
+    try:
+        tracker.observe(rows(300, 1), np.full(300, 0.9))
+        assert tracker.flush()
+        tracker.use_profile(other)
+        swapped = scrape(registry)
+        assert swapped["inference_drift_window_rows"] == {(): 0.0}
+        reference = swapped["inference_drift_reference_positive_ratio"][()]
+        assert reference == pytest.approx(other.positive_share) != profile.positive_share
+        missing = by_column(swapped["inference_drift_reference_missing_ratio"])
+        assert list(missing.values()) == pytest.approx(list(other.missing_share))
+        tracker.observe(rows(100, 2), np.full(100, 0.1))
+        assert tracker.flush()
+        after = scrape(registry)
+        assert after["inference_drift_window_rows"] == {(): 100.0}
+        assert after["inference_drift_positive_ratio"] == {(): 0.0}  # 0.1 < the new 0.5
+        assert after["inference_scored_probability_count"] == {(): 400.0}  # cumulative
+    finally:
+        tracker.close(timeout=5)
+
+
 def test_min_rows_never_exceeds_the_window(profile: ReferenceProfile) -> None:
     tracker = DriftTracker(profile, capacity=50, min_rows=1000)
     try:
