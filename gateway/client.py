@@ -106,6 +106,10 @@ _REASONS = {
 """What a client is told of a failed call (the gRPC details stay in the log)."""
 
 
+PINNED_ATTEMPTS = 16
+"""How often a chunk pinned to a version is sent again after a replica lacked it."""
+
+
 class Scores(NamedTuple):
     """A batch's scores and the one model version that gave all of them."""
 
@@ -284,16 +288,15 @@ class InferenceClient:
         batch: Batch,
         ranges: list[tuple[int, int]],
         deadline: float,
-        version: str = "",
     ) -> list[pb.ModelInferResponse]:
-        """One ModelInfer call per range, concurrently (a single one blocking)."""
+        """One ModelInfer call per range, concurrently (a single one blocking), any version."""
         calls: list[Any] = []
         try:
             if len(ranges) == 1:
-                request = encode_request(schema, batch.columns, *ranges[0], version=version)
+                request = encode_request(schema, batch.columns, *ranges[0])
                 return [self._infer(request, timeout=deadline - time.monotonic())]
             for start, stop in ranges:
-                request = encode_request(schema, batch.columns, start, stop, version=version)
+                request = encode_request(schema, batch.columns, start, stop)
                 calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
             return [call.result() for call in calls]
         except grpc.RpcError as exc:
@@ -312,25 +315,62 @@ class InferenceClient:
     ) -> list[pb.ModelInferResponse]:
         """Re-send the chunks of a split answer pinned to one version, the most frequent first.
 
-        A version already released (NOT_FOUND) gives way to the next; when none answers
-        every chunk, the client is asked to retry (503).
+        Behind several replicas mid-rollout, a pinned chunk may reach a replica that does not
+        serve the version (NOT_FOUND): such chunks are sent again, up to
+        :data:`PINNED_ATTEMPTS` times, so round robin reaches one that does. A version no
+        replica serves any more gives way to the next; when none answers every chunk, the
+        client is asked to retry (503).
         """
         counts = Counter(r.model_version for r in responses)
         for version, _ in counts.most_common():
-            redo = [i for i, r in enumerate(responses) if r.model_version != version]
-            try:
-                again = self._send(schema, batch, [ranges[i] for i in redo], deadline, version)
-            except StaleSchemaError:
-                continue  # that version is no longer served here
             merged = list(responses)
-            for index, response in zip(redo, again, strict=True):
-                merged[index] = response
-            if {r.model_version for r in merged} == {version}:
-                return merged
+            redo = [i for i, r in enumerate(merged) if r.model_version != version]
+            for _ in range(PINNED_ATTEMPTS):
+                again = self._send_pinned(
+                    schema, batch, [ranges[i] for i in redo], deadline, version
+                )
+                for index, response in zip(redo, again, strict=True):
+                    if response is not None:
+                        merged[index] = response
+                redo = [
+                    index for index, response in zip(redo, again, strict=True) if response is None
+                ]
+                if not redo:
+                    return merged
         raise unavailable(
             "inference server: the model version changed during the call; retry",
             self._config.retry_after_s,
         )
+
+    def _send_pinned(
+        self,
+        schema: ModelSchema,
+        batch: Batch,
+        ranges: list[tuple[int, int]],
+        deadline: float,
+        version: str,
+    ) -> list[pb.ModelInferResponse | None]:
+        """One ModelInfer call per range pinned to ``version``; None where it was NOT_FOUND."""
+        calls = [
+            self._infer.future(
+                encode_request(schema, batch.columns, start, stop, version=version),
+                timeout=deadline - time.monotonic(),
+            )
+            for start, stop in ranges
+        ]
+        answers: list[pb.ModelInferResponse | None] = []
+        try:
+            for call in calls:
+                try:
+                    answers.append(call.result())
+                except grpc.RpcError as exc:
+                    if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                        raise self._rpc_failure(exc) from None
+                    answers.append(None)  # this replica does not serve the version
+        finally:
+            for call in calls:
+                call.cancel()
+        return answers
 
     def explain(
         self, schema: ModelSchema, batch: Batch, chunk_rows: int, timeout_s: float
