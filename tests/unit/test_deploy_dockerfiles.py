@@ -267,7 +267,8 @@ def test_gateway_image_holds_the_nginx_template_where_the_start_script_reads_it(
     ]
     assert f"{template} {workdir}/{template}" in copies
     script = (ROOT / "bin" / "start-gateway").read_text(encoding="utf-8")
-    assert f'-m gateway.edge "$root/{template}"' in script  # root: the script's parent, /app
+    assert f'/../{template}"\n' in script  # beside bin/start-gateway's real file: /app
+    assert '-m gateway.edge "$template"' in script
     assert f"{workdir}/bin/start-gateway" in [exec_form(final.all("ENTRYPOINT")[-1].args)[0]]
 
 
