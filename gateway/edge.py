@@ -35,7 +35,6 @@ KEEPALIVE_TIMEOUT_S = 75
 _ERRORS: dict[int, str] = {
     400: "malformed HTTP request",
     408: f"request not received within {CLIENT_TIMEOUT_S} s",
-    413: "",  # errors.too_large's, for the configured limit
     405: "method not allowed",
     414: "request line too long",
     494: "request headers too large",
@@ -46,7 +45,8 @@ _ERRORS: dict[int, str] = {
     503: "gateway workers unavailable",
     504: "gateway workers did not answer in time",
 }
-"""nginx's own refusals and the ``error`` text of their JSON body (494: headers too large)."""
+"""nginx's own refusals and the ``error`` text of their JSON body (494: headers too large;
+413 is :func:`gateway.errors.too_large`'s, for the configured limit)."""
 _RETRY = frozenset({500, 502, 503, 504})
 """Transient: answered 503 with Retry-After (500 is nginx's own, e.g. its buffers full)."""
 
@@ -60,9 +60,9 @@ class _Template(string.Template):
 def _error_locations(config: Config) -> str:
     """``error_page`` directives and the internal locations answering each as JSON."""
     lines = []
-    for status, message in _ERRORS.items():
-        text = message or too_large(config.max_body_bytes).message
-        body = error_body(text).decode()
+    messages = {**_ERRORS, 413: too_large(config.max_body_bytes).message}
+    for status, message in messages.items():
+        body = error_body(message).decode()
         # 494 is nginx's internal code for "headers too large"; clients see 431.
         answer = 431 if status == 494 else 503 if status in _RETRY else status
         answer = 400 if answer in UNREADABLE_AS_BAD_REQUEST else answer
