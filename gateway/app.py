@@ -15,19 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import orjson
 from flask import Flask, Response, g, request
 from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
-from gateway import auth, drain, memory, metrics, oip_rest, scan
+from gateway import auth, contract, drain, memory, metrics, oip_rest, scan
 from gateway.client import InferenceClient, StaleSchemaError
 from gateway.config import Config
 from gateway.convert import Batch, parse_body, rows_to_batch
 from gateway.decode import decoder_for
-from gateway.errors import ApiError, unavailable
+from gateway.errors import ApiError, error_body, too_large, unavailable
 from gateway.explanations import explanation_rows, parse_top
-from gateway.openapi import OPENAPI
+from gateway.openapi import API_VERSION, OPENAPI
 from proto.codec import CLASS, PROBABILITY, ModelSchema
 
 log = logging.getLogger("gateway")
@@ -40,8 +39,13 @@ T = TypeVar("T")
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """Build a JSON response with orjson."""
-    return Response(orjson.dumps(payload), status=status, headers=headers, mimetype=_JSON)
+    """Build a JSON response of a contract answer (:mod:`gateway.contract`)."""
+    return _raw_json(contract.encode(payload), status, headers)
+
+
+def _raw_json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Build a JSON response of an encoded body."""
+    return Response(body, status=status, headers=headers, mimetype=_JSON)
 
 
 def _route() -> str:
@@ -64,7 +68,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.wsgi_app = drain.read_to_the_end(app.wsgi_app, config.max_body_bytes)  # type: ignore[method-assign,assignment]
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
-    openapi_body = orjson.dumps(OPENAPI)
+    openapi_body = contract.encode(OPENAPI)
     budget = memory.Budget(config.memory_budget_bytes, config.retry_after_s)
     keys = auth.KeyRing.load(config.api_keys_file) if config.api_keys_file else None
 
@@ -88,22 +92,22 @@ def create_app(config: Config | None = None) -> Flask:
     def _api_error(error: ApiError) -> Response:
         if error.status >= 502:
             metrics.count_inference_error(error.status)
-        return _json(error.body(), error.status, error.headers)
+        return _raw_json(error.body(), error.status, error.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            message = _too_large(config.max_body_bytes).message
+            message = too_large(config.max_body_bytes).message
         # keep werkzeug's headers (``Allow`` of a 405), not its HTML content type
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
-        return _json({"error": message, "details": []}, status, headers)
+        return _raw_json(error_body(message), status, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         log.exception("unexpected error", exc_info=error)
-        return _json({"error": "internal error", "details": []}, 500)
+        return _raw_json(error_body("internal error"), 500)
 
     @app.post("/predict")
     def predict() -> Response:
@@ -118,13 +122,13 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        return _json({"status": "ok"})
+        return _json(contract.Health())
 
     @app.get("/readyz")
     def readyz() -> Response:
         schema = client.ready()
         return _json(
-            {"status": "ready", "model": schema.name, "version": schema.version},
+            contract.Readiness(schema.name, schema.version),
             headers={VERSION_HEADER: schema.version},
         )
 
@@ -149,7 +153,7 @@ def create_app(config: Config | None = None) -> Flask:
             count=oip_rest.count_values,
         )
 
-    oip_rest.register(app, client, oip_infer, OPENAPI["info"]["version"])
+    oip_rest.register(app, client, oip_infer, API_VERSION)
     return app
 
 
@@ -171,7 +175,7 @@ def _admitted(
         raise ApiError(415, f"content type must be {_JSON}, got {request.mimetype or 'none'}")
     declared = request.content_length
     if declared is not None and declared > config.max_body_bytes:
-        raise _too_large(config.max_body_bytes)  # before it holds any of the budget
+        raise too_large(config.max_body_bytes)  # before it holds any of the budget
     with budget.reserve(0) as reservation:
         body = _read_body(config.max_body_bytes, declared, reservation)
         values = (_count_values if count is None else count)(body, config)
@@ -211,12 +215,8 @@ def _read_body(limit: int, declared: int | None, reservation: memory.Reservation
         pieces.append(piece)
         received += len(piece)
     if received > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     return b"".join(pieces)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"request body larger than {limit} bytes")
 
 
 def _count_values(body: bytes, config: Config) -> int:
@@ -249,18 +249,15 @@ def _count_values(body: bytes, config: Config) -> int:
 
 def _score(
     client: InferenceClient, config: Config, body: bytes
-) -> tuple[list[dict[str, Any]], str]:
-    """Convert and score a body: ``[{"class": c, "probability": p}, ...]`` and its version."""
+) -> tuple[list[contract.Prediction], str]:
+    """Convert and score a body: one :class:`~gateway.contract.Prediction` a row, the version."""
     probability, label, version = _with_schema(
         client,
         lambda schema: client.infer(schema, _convert(config, schema, body), config.chunk_rows),
         lambda: parse_body(body),
     )
     metrics.observe_rows(len(label))
-    answer = [
-        {"class": c, "probability": p}
-        for c, p in zip(label.tolist(), probability.tolist(), strict=True)
-    ]
+    answer = list(map(contract.Prediction, label.tolist(), probability.tolist()))
     return answer, version
 
 
@@ -270,7 +267,7 @@ def _explain(
     body: bytes,
     top: int | None,
     reservation: memory.Reservation,
-) -> tuple[list[dict[str, Any]], str]:
+) -> tuple[list[contract.Explanation], str]:
     """Convert and explain a body: each row's logit and ``top`` contributions; the version."""
     held = reservation.size
 
@@ -320,7 +317,7 @@ def _oip_infer(
     body: bytes,
     *,
     reservation: memory.Reservation,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[contract.InferResponse, str]:
     """An OIP REST infer answer and the version that gave it.
 
     The answer holds scores, or an explanation when the request names one.

@@ -1,4 +1,4 @@
-"""The buffering front of the gateway: an nginx configuration rendered from the settings.
+"""The buffering front of the gateway: its nginx configuration, rendered from the settings.
 
 gunicorn's ``gthread`` workers give a connection a thread while its request is read, so
 a handful of clients that send headers or bodies slowly (or nothing at all) would hold
@@ -8,22 +8,22 @@ gunicorn over a private unix socket. Its own refusals (malformed HTTP, a bad chu
 size, a body or header over the limits, a slow client, gunicorn unreachable) are
 answered with the contract's JSON error body, never its HTML pages.
 
-``python -m gateway.edge RUNTIME_DIR`` writes ``RUNTIME_DIR/nginx.conf`` for
-``bin/start-gateway``; every path nginx writes to lies under ``RUNTIME_DIR`` (a
-read-only root filesystem is fine).
+The configuration is the template ``deploy/nginx/gateway.conf.template``, whose
+``@{name}`` placeholders this module fills. ``python -m gateway.edge TEMPLATE
+RUNTIME_DIR`` writes ``RUNTIME_DIR/nginx.conf`` for ``bin/start-gateway``; every path
+nginx writes to lies under ``RUNTIME_DIR`` (a read-only root filesystem is fine).
 """
 
 from __future__ import annotations
 
 import os
+import string
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import orjson
-
 from gateway.config import Config, SettingsError, settings
-from gateway.errors import UNREADABLE_AS_BAD_REQUEST
+from gateway.errors import UNREADABLE_AS_BAD_REQUEST, error_body, too_large
 
 SOCKET_NAME = "gunicorn.sock"
 CONFIG_NAME = "nginx.conf"
@@ -35,7 +35,6 @@ KEEPALIVE_TIMEOUT_S = 75
 _ERRORS: dict[int, str] = {
     400: "malformed HTTP request",
     408: f"request not received within {CLIENT_TIMEOUT_S} s",
-    413: "request body larger than {max_body_bytes} bytes",
     405: "method not allowed",
     414: "request line too long",
     494: "request headers too large",
@@ -46,18 +45,24 @@ _ERRORS: dict[int, str] = {
     503: "gateway workers unavailable",
     504: "gateway workers did not answer in time",
 }
-"""nginx's own refusals and the ``error`` text of their JSON body (494: headers too large)."""
+"""nginx's own refusals and the ``error`` text of their JSON body (494: headers too large;
+413 is :func:`gateway.errors.too_large`'s, for the configured limit)."""
 _RETRY = frozenset({500, 502, 503, 504})
 """Transient: answered 503 with Retry-After (500 is nginx's own, e.g. its buffers full)."""
+
+
+class _Template(string.Template):
+    """``@{name}`` placeholders: ``$`` is nginx's own variables'."""
+
+    delimiter = "@"
 
 
 def _error_locations(config: Config) -> str:
     """``error_page`` directives and the internal locations answering each as JSON."""
     lines = []
-    for status, message in _ERRORS.items():
-        body = orjson.dumps(
-            {"error": message.format(max_body_bytes=config.max_body_bytes), "details": []}
-        ).decode()
+    messages = {**_ERRORS, 413: too_large(config.max_body_bytes).message}
+    for status, message in messages.items():
+        body = error_body(message).decode()
         # 494 is nginx's internal code for "headers too large"; clients see 431.
         answer = 431 if status == 494 else 503 if status in _RETRY else status
         answer = 400 if answer in UNREADABLE_AS_BAD_REQUEST else answer
@@ -72,79 +77,42 @@ def _error_locations(config: Config) -> str:
     return "\n".join(lines)
 
 
-def render(runtime_dir: Path, config: Config) -> str:
-    """The nginx configuration for ``config``."""
+def render(template: str, runtime_dir: Path, config: Config) -> str:
+    """The nginx configuration ``template`` for ``config``."""
     host, port = config.host, config.port
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     access = "/dev/stdout" if config.access_log else "off"
-    # the app answers 504 itself before this
-    upstream_timeout_s = int(max(config.deadline_s, config.explain_deadline_s)) + 5
-    run = runtime_dir
     # Started as root (local runs), nginx would drop its workers to "nobody", who cannot
     # reach a socket in a private runtime directory; gunicorn runs as root then anyway.
     user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""# Rendered by gateway/edge.py for bin/start-gateway; do not edit.
-{user}worker_processes 1;
-pid {run}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log {access};
-    server_tokens off;
-    client_body_temp_path {run}/body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    client_header_timeout {CLIENT_TIMEOUT_S}s;
-    client_body_timeout {CLIENT_TIMEOUT_S}s;
-    send_timeout {CLIENT_TIMEOUT_S}s;
-    keepalive_timeout {KEEPALIVE_TIMEOUT_S}s;
-    keepalive_requests 100000;
-    reset_timedout_connection on;
-    client_max_body_size {config.max_body_bytes};
-    client_body_buffer_size 1m;
-    client_header_buffer_size 4k;
-    large_client_header_buffers 4 16k;
-    upstream gunicorn {{
-        server unix:{run}/{SOCKET_NAME} max_fails=0;
-        keepalive 64;
-    }}
-    server {{
-        listen {listen} backlog=4096;
-        location / {{
-            proxy_pass http://gunicorn;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_request_buffering on;
-            proxy_buffering on;
-            proxy_buffers 16 64k;
-            proxy_connect_timeout 2s;
-            proxy_send_timeout {upstream_timeout_s}s;
-            proxy_read_timeout {upstream_timeout_s}s;
-        }}
-{_error_locations(config)}
-    }}
-}}
-"""
+    return _Template(template).substitute(
+        user=user,
+        run=runtime_dir,
+        access_log=access,
+        client_timeout_s=CLIENT_TIMEOUT_S,
+        keepalive_timeout_s=KEEPALIVE_TIMEOUT_S,
+        max_body_bytes=config.max_body_bytes,
+        socket=SOCKET_NAME,
+        listen=listen,
+        upstream_timeout_s=int(max(config.deadline_s, config.explain_deadline_s)) + 5,
+        error_pages=_error_locations(config),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write ``RUNTIME_DIR/nginx.conf`` from the environment; return the exit code."""
+    """Render TEMPLATE into ``RUNTIME_DIR/nginx.conf`` from the environment; the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 1:
-        print("usage: python -m gateway.edge RUNTIME_DIR", file=sys.stderr)
+    if len(args) != 2:
+        print("usage: python -m gateway.edge TEMPLATE RUNTIME_DIR", file=sys.stderr)
         return 2
     try:
         config = settings()
     except SettingsError as error:
         print(f"gateway: {error}", file=sys.stderr)
         return 2
-    runtime_dir = Path(args[0]).resolve()
+    template, runtime_dir = Path(args[0]).read_text(), Path(args[1]).resolve()
     runtime_dir.mkdir(parents=True, exist_ok=True)
-    (runtime_dir / CONFIG_NAME).write_text(render(runtime_dir, config))
+    (runtime_dir / CONFIG_NAME).write_text(render(template, runtime_dir, config))
     return 0
 
 

@@ -2,16 +2,20 @@
 
 Every error answer is ``{"error": "...", "details": [...]}`` where each detail names
 the offending ``row`` (0-based index in the request) and ``field`` when there is one,
-the ``value`` received (shortened when long) and the ``reason``.
+the ``value`` received (shortened when long) and the ``reason``. :func:`error_body`
+writes it, for the app, gunicorn's worker and nginx's pages alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
+
+from gateway.contract import Detail, Error, encode
 
 _VALUE_PREVIEW_CHARS = 80
 UNREADABLE_AS_BAD_REQUEST = frozenset({501, 505})
@@ -39,6 +43,11 @@ def preview(value: Any) -> Any:
     if len(text) > _VALUE_PREVIEW_CHARS:
         return text[:_VALUE_PREVIEW_CHARS] + f"... ({len(text)} chars)"
     return text
+
+
+def error_body(message: str, details: Sequence[Mapping[str, Any]] = ()) -> bytes:
+    """The JSON body of every error answer; ``details`` are :func:`detail` entries."""
+    return encode(Error(message, [Detail(**item) for item in details]))
 
 
 def detail(row: int | None, field_name: str | None, value: Any, reason: str) -> dict[str, Any]:
@@ -69,9 +78,9 @@ class ApiError(Exception):
         """Make ``str(error)`` the message."""
         super().__init__(self.message)
 
-    def body(self) -> dict[str, Any]:
-        """Return the JSON body of the error answer."""
-        return {"error": self.message, "details": self.details}
+    def body(self) -> bytes:
+        """The JSON body of the error answer."""
+        return error_body(self.message, self.details)
 
 
 def bad_request(message: str, details: list[dict[str, Any]] | None = None) -> ApiError:
@@ -86,6 +95,11 @@ def invalid_input(kind: str, details: list[dict[str, Any]], count: int, cap: int
     if count > shown:
         message += f" (first {shown} listed)"
     return ApiError(400, message, details[:cap], count=count)
+
+
+def too_large(limit: int) -> ApiError:
+    """Build the 413 for a request body over ``limit`` bytes."""
+    return ApiError(413, f"request body larger than {limit} bytes")
 
 
 def timed_out(message: str, retry_after_s: int) -> ApiError:

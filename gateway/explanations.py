@@ -1,4 +1,4 @@
-"""The ``/explain`` answer: each row's logit and its largest contributions, as JSON rows."""
+"""The ``/explain`` answer: each row's logit and its largest contributions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.contract import Contribution, Explanation
 from gateway.errors import ApiError
 from proto.codec import BASE_LOGIT, CLASS, CONTRIBUTIONS, LOGIT, PROBABILITY
 
@@ -37,8 +38,8 @@ def explanation_rows(
     names: tuple[str, ...],
     groups: Mapping[str, tuple[str, ...]],
     top: int | None,
-) -> list[dict[str, Any]]:
-    """One JSON object per row, contributions largest (in magnitude) first.
+) -> list[Explanation]:
+    """One explanation per row, contributions largest (in magnitude) first.
 
     ``base_logit + sum(listed contributions) + other == logit``: ``other`` is the sum of
     the contributions left out by ``top``. A group (a feature read from several input
@@ -52,20 +53,20 @@ def explanation_rows(
     members = {i: list(groups[name]) for i, name in enumerate(names) if name in groups}
     rows = []
     for r, (indices, amounts) in enumerate(zip(order.tolist(), listed.tolist(), strict=True)):
-        contributions = []
-        for index, amount in zip(indices, amounts, strict=True):
-            entry: dict[str, Any] = {"feature": names[index], "contribution": amount}
-            if index in members:
-                entry["columns"] = members[index]
-            contributions.append(entry)
+        contributions = [
+            Contribution(names[index], amount)
+            if index not in members
+            else Contribution(names[index], amount, members[index])
+            for index, amount in zip(indices, amounts, strict=True)
+        ]
         rows.append(
-            {
-                "class": int(outputs[CLASS][r]),
-                "probability": float(outputs[PROBABILITY][r]),
-                "logit": float(outputs[LOGIT][r]),
-                "base_logit": float(outputs[BASE_LOGIT][r]),
-                "contributions": contributions,
-                "other": float(other[r]),
-            }
+            Explanation(
+                int(outputs[CLASS][r]),  # type: ignore[arg-type]  # the model's 0 or 1
+                float(outputs[PROBABILITY][r]),
+                float(outputs[LOGIT][r]),
+                float(outputs[BASE_LOGIT][r]),
+                contributions,
+                float(other[r]),
+            )
         )
     return rows

@@ -21,11 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 from flask import Flask, Response, request
 from numpy.typing import NDArray
 
+from gateway import contract
 from gateway.client import InferenceClient
 from gateway.config import Config
 from gateway.convert import Batch, columns_to_batch
@@ -319,46 +321,37 @@ def _binary_values(name: str, datatype: str, raw: bytes, n_rows: int) -> Sequenc
 
 def infer_response(
     schema: ModelSchema, infer: InferRequest, outputs: Mapping[str, NDArray[Any]], version: str
-) -> dict[str, Any]:
+) -> contract.InferResponse:
     """The OIP answer holding the requested ``outputs`` as JSON tensors, from ``version``."""
-    tensors = []
-    for name in infer.outputs:
-        values = outputs[name]
-        tensors.append(
-            {
-                "name": name,
-                "datatype": OUTPUT_DATATYPES[name],
-                "shape": list(values.shape),
-                "data": values.ravel().tolist(),
-            }
+    tensors = [
+        contract.OutputTensor(
+            name, OUTPUT_DATATYPES[name], list(outputs[name].shape), outputs[name].ravel().tolist()
         )
-    answer: dict[str, Any] = {
-        "model_name": schema.name,
-        "model_version": version,
-        "outputs": tensors,
-    }
-    if infer.id is not None:
-        answer["id"] = infer.id
-    return answer
+        for name in infer.outputs
+    ]
+    return contract.InferResponse(
+        schema.name, version, tensors, msgspec.UNSET if infer.id is None else infer.id
+    )
 
 
-def model_metadata(schema: ModelSchema) -> dict[str, Any]:
+def model_metadata(schema: ModelSchema) -> contract.ModelMetadata:
     """The OIP model metadata of the served model."""
-    outputs = [{"name": n, "datatype": OUTPUT_DATATYPES[n], "shape": [-1]} for n in DEFAULT_OUTPUTS]
+    tensor = contract.TensorMetadata
+    outputs = [tensor(n, OUTPUT_DATATYPES[n], [-1]) for n in DEFAULT_OUTPUTS]
     if schema.contribution_names:
         width = len(schema.contribution_names)
         outputs += [
-            {"name": LOGIT, "datatype": FP64, "shape": [-1]},
-            {"name": BASE_LOGIT, "datatype": FP64, "shape": [-1]},
-            {"name": CONTRIBUTIONS, "datatype": FP64, "shape": [-1, width]},
+            tensor(LOGIT, FP64, [-1]),
+            tensor(BASE_LOGIT, FP64, [-1]),
+            tensor(CONTRIBUTIONS, FP64, [-1, width]),
         ]
-    return {
-        "name": schema.name,
-        "versions": [schema.version] if schema.version else [],
-        "platform": SERVER_NAME,
-        "inputs": [{"name": s.name, "datatype": s.datatype, "shape": [-1]} for s in schema.inputs],
-        "outputs": outputs,
-    }
+    return contract.ModelMetadata(
+        schema.name,
+        [schema.version] if schema.version else [],
+        SERVER_NAME,
+        [tensor(s.name, s.datatype, [-1]) for s in schema.inputs],
+        outputs,
+    )
 
 
 def served(schema: ModelSchema, name: str) -> ModelSchema:
@@ -378,21 +371,21 @@ def register(
 ) -> None:
     """Add the OIP REST routes to ``app``; ``infer(name)`` answers an infer request."""
 
-    def answer(payload: Any) -> Response:
-        return Response(orjson.dumps(payload), mimetype="application/json")
+    def answer(payload: msgspec.Struct) -> Response:
+        return Response(contract.encode(payload), mimetype="application/json")
 
     @app.get("/v2")
     def oip_server() -> Response:
-        return answer({"name": SERVER_NAME, "version": version, "extensions": []})
+        return answer(contract.ServerMetadata(SERVER_NAME, version, []))
 
     @app.get("/v2/health/live")
     def oip_live() -> Response:
-        return answer({"live": True})
+        return answer(contract.Live(live=True))
 
     @app.get("/v2/health/ready")
     def oip_ready() -> Response:
         client.ready()
-        return answer({"ready": True})
+        return answer(contract.Ready(ready=True))
 
     @app.get("/v2/models/<name>")
     def oip_model(name: str) -> Response:
@@ -401,7 +394,7 @@ def register(
     @app.get("/v2/models/<name>/ready")
     def oip_model_ready(name: str) -> Response:
         served(client.ready(), name)
-        return answer({"name": name, "ready": True})
+        return answer(contract.ModelReady(name, ready=True))
 
     @app.post("/v2/models/<name>/infer")
     def oip_infer(name: str) -> Response:

@@ -1,8 +1,16 @@
-"""The REST contract as an OpenAPI 3.1 document (static; served at ``/openapi.json``)."""
+"""The REST contract as an OpenAPI 3.1 document (static; served at ``/openapi.json``).
+
+The paths and their words are written here; every answer's and error's schema is
+generated from the structs of :mod:`gateway.contract` that the app encodes.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from gateway.contract import schemas
+
+API_VERSION = "1.0.0"
 
 _EXAMPLE_ROW = {
     "x0": "9.521496806",
@@ -16,8 +24,12 @@ _EXAMPLE_ROW = {
     "x99": "-1.926577376",
 }
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_OBJECT = {"type": "object"}
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_ERROR = _ref("Error")
 
 
 def _error_response(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -42,11 +54,11 @@ _ROWS_BODY: dict[str, Any] = {
         "application/json": {
             "schema": {
                 "oneOf": [
-                    {"$ref": "#/components/schemas/Row"},
+                    _ref("Row"),
                     {
                         "type": "array",
                         "minItems": 1,
-                        "items": {"$ref": "#/components/schemas/Row"},
+                        "items": _ref("Row"),
                     },
                 ]
             },
@@ -73,35 +85,12 @@ _ROWS_ERRORS: dict[str, Any] = {
     "503": _error_response("The inference server is unavailable or busy.", retry_after=True),
     "504": _error_response("The inference server missed the deadline.", retry_after=True),
 }
-_CONTRIBUTION = {
-    "type": "object",
-    "required": ["feature", "contribution"],
-    "properties": {
-        "feature": {"type": "string", "description": "An input column, or a group of them."},
-        "contribution": {"type": "number", "description": "Its share of the row's logit."},
-        "columns": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "For a group (a feature read from several columns): those columns.",
-        },
-    },
-}
-
 _NAME = {
     "name": "name",
     "in": "path",
     "required": True,
     "description": "The served model's name (GET /v2/models/{name} of another name is 404).",
     "schema": {"type": "string"},
-}
-_TENSOR_META: dict[str, Any] = {
-    "type": "object",
-    "required": ["name", "datatype", "shape"],
-    "properties": {
-        "name": {"type": "string"},
-        "datatype": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer"}},
-    },
 }
 
 
@@ -124,17 +113,23 @@ def _oip_get(operation: str, summary: str, schema: dict[str, Any], model: bool) 
 
 
 _OIP_PATHS: dict[str, Any] = {
-    "/v2": _oip_get("oipServer", "Server metadata (Open Inference Protocol)", _OBJECT, False),
-    "/v2/health/live": _oip_get("oipLive", "Liveness (Open Inference Protocol)", _OBJECT, False),
-    "/v2/health/ready": _oip_get("oipReady", "Readiness (Open Inference Protocol)", _OBJECT, False),
+    "/v2": _oip_get(
+        "oipServer", "Server metadata (Open Inference Protocol)", _ref("ServerMetadata"), False
+    ),
+    "/v2/health/live": _oip_get(
+        "oipLive", "Liveness (Open Inference Protocol)", _ref("Live"), False
+    ),
+    "/v2/health/ready": _oip_get(
+        "oipReady", "Readiness (Open Inference Protocol)", _ref("Ready"), False
+    ),
     "/v2/models/{name}": _oip_get(
         "oipModelMetadata",
         "The model's inputs and outputs (Open Inference Protocol)",
-        {"$ref": "#/components/schemas/ModelMetadata"},
+        _ref("ModelMetadata"),
         True,
     ),
     "/v2/models/{name}/ready": _oip_get(
-        "oipModelReady", "Model readiness (Open Inference Protocol)", _OBJECT, True
+        "oipModelReady", "Model readiness (Open Inference Protocol)", _ref("ModelReady"), True
     ),
     "/v2/models/{name}/infer": {
         "post": {
@@ -150,14 +145,12 @@ _OIP_PATHS: dict[str, Any] = {
             "parameters": [_NAME],
             "requestBody": {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}
-                },
+                "content": {"application/json": {"schema": _ref("InferRequest")}},
             },
             "responses": {
                 "200": _json_answer(
                     "The requested outputs as JSON tensors.",
-                    {"$ref": "#/components/schemas/InferResponse"},
+                    _ref("InferResponse"),
                 ),
                 **_ROWS_ERRORS,
                 "400": _error_response(
@@ -176,7 +169,7 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "Exercise 06 scoring API",
-        "version": "1.0.0",
+        "version": API_VERSION,
         "description": (
             "Scores rows of the exercise 06 data. Send one row (an object) or an array of "
             "1..N rows; the answer is always an array in the same order. Each row maps "
@@ -200,7 +193,7 @@ OPENAPI: dict[str, Any] = {
                             "application/json": {
                                 "schema": {
                                     "type": "array",
-                                    "items": {"$ref": "#/components/schemas/Prediction"},
+                                    "items": _ref("Prediction"),
                                 },
                                 "example": [{"class": 0, "probability": 0.1234}],
                             }
@@ -243,7 +236,7 @@ OPENAPI: dict[str, Any] = {
                             "application/json": {
                                 "schema": {
                                     "type": "array",
-                                    "items": {"$ref": "#/components/schemas/Explanation"},
+                                    "items": _ref("Explanation"),
                                 }
                             }
                         },
@@ -262,10 +255,7 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "healthz",
                 "summary": "Liveness of the gateway process",
                 "responses": {
-                    "200": {
-                        "description": "Alive.",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
+                    "200": _json_answer("Alive.", _ref("Health")),
                 },
             }
         },
@@ -274,10 +264,7 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "readyz",
                 "summary": "Readiness: the model is reachable and ready",
                 "responses": {
-                    "200": {
-                        "description": "Ready to score.",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
+                    "200": _json_answer("Ready to score.", _ref("Readiness")),
                     "503": _error_response("Not ready.", retry_after=True),
                 },
             }
@@ -315,135 +302,7 @@ OPENAPI: dict[str, Any] = {
                 "description": "Column name -> value; every value optional.",
                 "additionalProperties": {"type": ["string", "number", "null"]},
             },
-            "Prediction": {
-                "type": "object",
-                "required": ["class", "probability"],
-                "properties": {
-                    "class": {
-                        "type": "integer",
-                        "enum": [0, 1],
-                        "description": "1 when probability reaches the model's threshold.",
-                    },
-                    "probability": {
-                        "type": "number",
-                        "minimum": 0,
-                        "maximum": 1,
-                        "description": "P(y = 1), the probability of the positive class.",
-                    },
-                },
-            },
-            "Explanation": {
-                "type": "object",
-                "required": [
-                    "class",
-                    "probability",
-                    "logit",
-                    "base_logit",
-                    "contributions",
-                    "other",
-                ],
-                "properties": {
-                    "class": {"type": "integer", "enum": [0, 1]},
-                    "probability": {"type": "number", "minimum": 0, "maximum": 1},
-                    "logit": {"type": "number", "description": "log(p / (1 - p))."},
-                    "base_logit": {"type": "number", "description": "What no input explains."},
-                    "contributions": {"type": "array", "items": _CONTRIBUTION},
-                    "other": {
-                        "type": "number",
-                        "description": "The sum of the contributions not listed.",
-                    },
-                },
-            },
-            "InferRequest": {
-                "type": "object",
-                "required": ["inputs"],
-                "properties": {
-                    "id": {"type": "string"},
-                    "inputs": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            **_TENSOR_META,
-                            "properties": {
-                                **_TENSOR_META["properties"],
-                                "data": {"type": "array"},
-                                "parameters": {"type": "object"},
-                            },
-                        },
-                    },
-                    "outputs": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["name"],
-                            "properties": {
-                                "name": {
-                                    "type": "string",
-                                    "enum": [
-                                        "probability",
-                                        "class",
-                                        "logit",
-                                        "base_logit",
-                                        "contributions",
-                                    ],
-                                },
-                                "parameters": {"type": "object"},
-                            },
-                        },
-                    },
-                    "parameters": {"type": "object"},
-                },
-            },
-            "InferResponse": {
-                "type": "object",
-                "required": ["model_name", "outputs"],
-                "properties": {
-                    "model_name": {"type": "string"},
-                    "model_version": {"type": "string"},
-                    "id": {"type": "string"},
-                    "outputs": {
-                        "type": "array",
-                        "items": {
-                            **_TENSOR_META,
-                            "required": ["name", "datatype", "shape", "data"],
-                            "properties": {
-                                **_TENSOR_META["properties"],
-                                "data": {"type": "array", "items": {"type": "number"}},
-                            },
-                        },
-                    },
-                },
-            },
-            "ModelMetadata": {
-                "type": "object",
-                "required": ["name", "inputs", "outputs"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "versions": {"type": "array", "items": {"type": "string"}},
-                    "platform": {"type": "string"},
-                    "inputs": {"type": "array", "items": _TENSOR_META},
-                    "outputs": {"type": "array", "items": _TENSOR_META},
-                },
-            },
-            "Error": {
-                "type": "object",
-                "required": ["error", "details"],
-                "properties": {
-                    "error": {"type": "string"},
-                    "details": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "row": {"type": ["integer", "null"]},
-                                "field": {"type": ["string", "null"]},
-                                "value": {},
-                                "reason": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            },
+            **schemas(),
         }
     },
 }

@@ -1,53 +1,56 @@
 """gunicorn's ``gthread`` worker, answering its own HTTP-level refusals as JSON.
 
 gunicorn refuses a malformed request (bad request line, header too large, broken chunk
-framing) before the app sees it, with an HTML page. This worker sends the same status
-with the contract's ``{"error": ..., "details": []}`` body instead. Behind the nginx front
-such requests stop at nginx; this covers gunicorn facing clients (``GATEWAY_EDGE=none``).
+framing) before the app sees it, in its worker's ``handle_error``. This worker overrides
+that method: it answers the refusal's status, named by gunicorn's own exception (its
+public ``gunicorn.http.errors``), with the contract's JSON error body instead of an HTML
+page. Behind the nginx front such requests stop at nginx; this covers gunicorn facing
+clients (``GATEWAY_EDGE=none``).
 """
 
 from __future__ import annotations
 
-import html
-import re
+import ssl
+from http import HTTPStatus
 from typing import Any
 
-import orjson
 from gunicorn import util
+from gunicorn.http import errors
 from gunicorn.workers.gthread import ThreadWorker
 
-from gateway.errors import UNREADABLE_AS_BAD_REQUEST
+from gateway.errors import UNREADABLE_AS_BAD_REQUEST, error_body
 
-_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3}) ([^\r]*)\r\n")
-_MESSAGE = re.compile(rb"</h1>\s*(.*?)\s*</body>", re.DOTALL)
-
-
-class _Capture:
-    """Stands in for the client socket while gunicorn writes its HTML error."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def gettimeout(self) -> float:
-        return 0.0
-
-    def sendall(self, data: bytes) -> None:
-        self.data += data
+_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
+    (errors.LimitRequestLine, 414),
+    (errors.LimitRequestHeaders, 431),
+    (errors.ExpectationFailed, 417),
+    (errors.ForbiddenProxyRequest, 403),
+    (ssl.SSLError, 403),
+    (errors.UnsupportedTransferCoding, 501),
+    (errors.ConfigurationProblem, 500),
+)
+"""gunicorn's statuses other than 400 for the requests it refuses."""
+_NOT_THE_CLIENTS = (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName)
+"""A header the app tried to send: the app's fault, answered 500 like gunicorn does."""
 
 
-def json_error(page: bytes) -> bytes | None:
-    """Rewrite gunicorn's HTML error response with a JSON body (None if unrecognised)."""
-    status = _STATUS.match(page)
-    if status is None:
+def refusal(exc: BaseException) -> tuple[int, str] | None:
+    """The status and ``error`` text for a request gunicorn refused (None: not the client's)."""
+    if isinstance(exc, _NOT_THE_CLIENTS) or not isinstance(
+        exc, errors.ParseException | ssl.SSLError
+    ):
         return None
-    code, reason = int(status.group(1)), status.group(2).decode("latin-1")
-    found = _MESSAGE.search(page)
-    message = html.unescape(found.group(1).decode("latin-1")) if found else ""
-    body = orjson.dumps({"error": f"{reason}: {message}" if message else reason, "details": []})
-    if code in UNREADABLE_AS_BAD_REQUEST:  # the error names what gunicorn could not read
-        code, reason = 400, "Bad Request"
+    status = next((code for kind, code in _STATUSES if isinstance(exc, kind)), 400)
+    message = f"{HTTPStatus(status).phrase}: {exc}"
+    # the message names what gunicorn could not read; the client's to fix
+    return (400 if status in UNREADABLE_AS_BAD_REQUEST else status), message
+
+
+def answer(status: int, message: str) -> bytes:
+    """A whole HTTP response, closing the connection, with the JSON error body."""
+    body = error_body(message)
     head = (
-        f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode("latin-1") + body
@@ -56,12 +59,17 @@ def json_error(page: bytes) -> bytes | None:
 class JsonErrorThreadWorker(ThreadWorker):
     """A ``gthread`` worker whose HTTP-level error answers are JSON."""
 
-    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """Let gunicorn log and build its answer, then send it with a JSON body."""
-        capture = _Capture()
-        super().handle_error(req, capture, addr, exc)
-        answer = json_error(capture.data) or capture.data
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:  # noqa: ARG002
+        """Log the error as gunicorn does and answer it with the JSON error body."""
+        refused = refusal(exc)
+        if refused is None:
+            self.log.exception("Error handling request", exc_info=exc)
+            status, message = 500, "internal error"
+        else:
+            ip = addr[0] if addr else ""
+            self.log.warning("Invalid request from ip=%s: %s", ip, exc)
+            status, message = refused
         try:
-            util.write_nonblock(client, answer)
+            util.write_nonblock(client, answer(status, message))
         except OSError:
             self.log.debug("failed to send the error answer")

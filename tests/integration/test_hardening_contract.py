@@ -1,4 +1,5 @@
-"""Schemathesis against the running gateway's own ``/openapi.json`` (real processes).
+"""Schemathesis and a JSON-schema validator against the running gateway's own
+``/openapi.json`` (real processes).
 
 The schema is fetched from the gateway (gunicorn, 2 workers) in front of a real
 inference server; Schemathesis generates requests from it, valid ones (positive) and
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
 
 from tests.integration.conftest import ManagedProcess
@@ -189,3 +191,96 @@ def test_a_thousand_extra_keys_are_ignored(gateway_url: str) -> None:
     assert status == 200
     assert [a["class"] for a in answer] == [p["class"] for p in plain]
     assert [a["probability"] for a in answer] == pytest.approx([p["probability"] for p in plain])
+
+
+JSON_TYPE = "application/json"
+
+
+def documented_schema(document: dict[str, Any], path: str, method: str, status: int) -> Any:
+    """The JSON schema the document gives an answer, its ``$ref``s resolvable."""
+    responses = document["paths"][path][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {path} answered {status}, not documented"
+    schema = responses[str(status)]["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def oip_inputs(metadata: dict[str, Any], rows: int) -> list[dict[str, Any]]:
+    """One valid input tensor per model input, ``rows`` values each."""
+    return [
+        {
+            "name": spec["name"],
+            "datatype": spec["datatype"],
+            "shape": [rows],
+            "data": ["wed"] * rows if spec["datatype"] == "BYTES" else [0.5] * rows,
+        }
+        for spec in metadata["inputs"]
+    ]
+
+
+def test_live_answers_and_errors_validate_against_the_served_document(
+    gateway_url: str, inference_bundle: Path
+) -> None:
+    """Every answer, error included, of a range of real calls matches its documented schema."""
+    port = int(gateway_url.rsplit(":", 1)[1])
+    status, _, raw = request(port, "GET", "/openapi.json")
+    assert status == 200
+    document = json.loads(raw)
+    model = bundle_name(inference_bundle)
+    metadata = json.loads(request(port, "GET", f"/v2/models/{model}")[2])
+    row = {"x0": "9.521496806", "x1": "wed", "x12": "$296.43 ", "x99": "-1.926577376"}
+    rows = json.dumps([row, row]).encode()
+    infer = {"id": "call-1", "inputs": oip_inputs(metadata, 2)}
+    scores = json.dumps(infer).encode()
+    explains = json.dumps({**infer, "outputs": [{"name": "logit"}, {"name": "contributions"}]})
+    unknown_output = json.dumps({**infer, "outputs": [{"name": "nope"}]})
+    oip = f"/v2/models/{model}/infer"
+    calls: list[tuple[str, str, str, bytes | str | None, str, int]] = [
+        ("GET", "/healthz", "/healthz", None, "", 200),
+        ("GET", "/readyz", "/readyz", None, "", 200),
+        ("GET", "/v2", "/v2", None, "", 200),
+        ("GET", "/v2/health/live", "/v2/health/live", None, "", 200),
+        ("GET", "/v2/health/ready", "/v2/health/ready", None, "", 200),
+        ("GET", "/v2/models/{name}", f"/v2/models/{model}", None, "", 200),
+        ("GET", "/v2/models/{name}", "/v2/models/nope", None, "", 404),
+        ("GET", "/v2/models/{name}/ready", f"/v2/models/{model}/ready", None, "", 200),
+        ("POST", "/predict", "/predict", json.dumps(row), JSON_TYPE, 200),
+        ("POST", "/predict", "/predict", rows, JSON_TYPE, 200),
+        ("POST", "/predict", "/predict", b'[{"x0": "abc", "x2": "1e999"}]', JSON_TYPE, 400),
+        ("POST", "/predict", "/predict", b"[]", JSON_TYPE, 400),
+        ("POST", "/predict", "/predict", b"{", JSON_TYPE, 400),
+        ("POST", "/predict", "/predict", rows, "text/plain", 415),
+        ("POST", "/predict", "/predict", json.dumps([row] * 21), JSON_TYPE, 413),
+        ("POST", "/predict", "/predict", b" " * 200_001, JSON_TYPE, 413),
+        ("POST", "/explain", "/explain", rows, JSON_TYPE, 200),
+        ("POST", "/explain", "/explain?top=2", rows, JSON_TYPE, 200),
+        ("POST", "/explain", "/explain?top=0", rows, JSON_TYPE, 400),
+        ("POST", "/v2/models/{name}/infer", oip, scores, JSON_TYPE, 200),
+        ("POST", "/v2/models/{name}/infer", oip, explains, JSON_TYPE, 200),
+        ("POST", "/v2/models/{name}/infer", "/v2/models/nope/infer", scores, JSON_TYPE, 404),
+        ("POST", "/v2/models/{name}/infer", oip, unknown_output, JSON_TYPE, 400),
+    ]
+    for method, template, path, body, content_type, expected in calls:
+        headers = {"Content-Type": content_type} if content_type else {}
+        data = body.encode() if isinstance(body, str) else body
+        status, answer_headers, raw = request(port, method, path, data, headers)
+        where = f"{method} {path} -> {status}: {raw[:300]!r}"
+        assert status == expected, where
+        assert answer_headers["Content-Type"] == "application/json", where
+        schema = documented_schema(document, template, method, status)
+        Draft202012Validator.check_schema(schema)
+        errors = [e.message for e in Draft202012Validator(schema).iter_errors(json.loads(raw))]
+        assert not errors, f"{where}: {errors}"
+
+
+def test_the_document_refuses_answers_of_another_shape(gateway_url: str) -> None:
+    """The validation above can fail: bodies off the contract do not validate."""
+    port = int(gateway_url.rsplit(":", 1)[1])
+    document = json.loads(request(port, "GET", "/openapi.json")[2])
+    predictions = Draft202012Validator(documented_schema(document, "/predict", "POST", 200))
+    errors = Draft202012Validator(documented_schema(document, "/predict", "POST", 400))
+    assert predictions.is_valid([{"class": 1, "probability": 0.5}])
+    for wrong in ([{"class": 2, "probability": 0.5}], [{"class": 1}], [{"probability": 1.5}]):
+        assert not predictions.is_valid(wrong), wrong
+    assert errors.is_valid({"error": "x", "details": []})
+    assert not errors.is_valid({"error": "x"})
+    assert not errors.is_valid({"error": "x", "details": [{"row": 0, "field": "x1"}]})

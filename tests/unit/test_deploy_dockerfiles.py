@@ -261,6 +261,20 @@ def test_gateway_image_never_contains_the_modelling_code() -> None:
     assert "libgomp" not in text
 
 
+def test_gateway_image_holds_the_nginx_template_where_the_start_script_reads_it() -> None:
+    template = "deploy/nginx/gateway.conf.template"
+    final = stages_of(SERVICES["gateway"][0])[-1]
+    workdir = final.all("WORKDIR")[-1].args
+    copies = [
+        c.args for s in served_stages(stages_of(SERVICES["gateway"][0])) for c in s.all("COPY")
+    ]
+    assert f"{template} {workdir}/{template}" in copies
+    script = (ROOT / "bin" / "start-gateway").read_text(encoding="utf-8")
+    assert f'/../{template}"\n' in script  # beside bin/start-gateway's real file: /app
+    assert '-m gateway.edge "$template"' in script
+    assert f"{workdir}/bin/start-gateway" in [exec_form(final.all("ENTRYPOINT")[-1].args)[0]]
+
+
 # ---- runtime contract: user, health, ports, start command -------------------------------------
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
+from gateway.contract import encode
 from gateway.convert import Batch
 from gateway.errors import ApiError
 from gateway.explanations import explanation_rows, parse_top
@@ -34,7 +36,7 @@ OUTPUTS = {
 
 
 def test_rows_list_the_largest_contributions_first_and_sum_the_rest() -> None:
-    first, second = explanation_rows(OUTPUTS, NAMES, GROUPS, top=2)
+    first, second = orjson.loads(encode(explanation_rows(OUTPUTS, NAMES, GROUPS, top=2)))
     assert first["contributions"] == [
         {"feature": "x0", "contribution": 3.0},
         {"feature": "mixture", "contribution": -2.0, "columns": ["x0", "x2"]},
@@ -48,7 +50,7 @@ def test_rows_list_the_largest_contributions_first_and_sum_the_rest() -> None:
 
 
 def test_all_lists_every_name_and_leaves_nothing_over() -> None:
-    (row, _) = explanation_rows(OUTPUTS, NAMES, GROUPS, top=None)
+    (row, _) = orjson.loads(encode(explanation_rows(OUTPUTS, NAMES, GROUPS, top=None)))
     assert [e["feature"] for e in row["contributions"]] == ["x0", "mixture", "x1", "x2"]
     assert row["other"] == 0.0
 

@@ -7,16 +7,19 @@ import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import get_args
 
 import numpy as np
 import orjson
 import pytest
 from gunicorn.workers.gthread import ThreadWorker
+from jsonschema import Draft202012Validator
 
-from gateway import metrics
+from gateway import contract, metrics
 from gateway.app import create_app
 from gateway.config import ENV, Config, SettingsError, default_workers, settings
 from gateway.errors import ApiError, detail, invalid_input, preview
+from gateway.oip_rest import OUTPUT_DATATYPES
 from gateway.openapi import OPENAPI
 
 
@@ -85,7 +88,7 @@ def test_error_helpers() -> None:
     assert invalid_input("row", three[:1], 1, 100).message == "1 invalid row"
     error = ApiError(503, "down", headers={"Retry-After": "1"})
     assert str(error) == "down"
-    assert error.body() == {"error": "down", "details": []}
+    assert orjson.loads(error.body()) == {"error": "down", "details": []}
 
 
 @pytest.mark.parametrize(
@@ -101,7 +104,7 @@ def test_error_helpers() -> None:
 def test_numbers_of_binary_tensors_are_echoed_as_json_values(value, echoed) -> None:
     error = invalid_input("value", [detail(0, "x2", value, "beyond float32")], 1, 10)
 
-    body = orjson.loads(orjson.dumps(error.body()))  # raised TypeError for numpy scalars
+    body = orjson.loads(error.body())  # raised TypeError for numpy scalars
 
     assert body["details"][0]["value"] == echoed
 
@@ -113,6 +116,36 @@ def test_openapi_documents_exactly_the_app_routes() -> None:
     assert OPENAPI["openapi"].startswith("3.")
     responses = OPENAPI["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "413", "415", "503", "504"} <= set(responses)
+
+
+def refs(node: object) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(refs(value) for value in node))
+    return set()
+
+
+def test_openapi_schemas_come_from_the_contract_and_every_ref_resolves() -> None:
+    components = OPENAPI["components"]["schemas"]
+    assert {struct.__name__ for struct in contract.COMPONENTS} <= set(components)
+    assert {ref.removeprefix("#/components/schemas/") for ref in refs(OPENAPI)} <= set(components)
+    for schema in components.values():
+        Draft202012Validator.check_schema(schema)
+    assert components["Prediction"]["required"] == ["class", "probability"]
+    assert set(get_args(contract.OutputName)) == set(OUTPUT_DATATYPES)  # documented outputs
+
+
+def test_answers_encode_as_the_contract_spells_them() -> None:
+    assert orjson.loads(contract.encode([contract.Prediction(1, 0.25)])) == [
+        {"class": 1, "probability": 0.25}
+    ]
+    plain, group = contract.Contribution("x0", 1.0), contract.Contribution("g", 2.0, ["x1"])
+    assert orjson.loads(contract.encode([plain, group])) == [
+        {"feature": "x0", "contribution": 1.0},
+        {"feature": "g", "contribution": 2.0, "columns": ["x1"]},
+    ]
 
 
 def test_metrics_render_single_process(monkeypatch: pytest.MonkeyPatch) -> None:
