@@ -108,6 +108,8 @@ _REASONS = {
 
 PINNED_ATTEMPTS = 16
 """How often a chunk pinned to a version is sent again after a replica lacked it."""
+PINNED_STALLS = 3
+"""Attempts in a row that no replica answered with the version: it is gone everywhere."""
 
 
 class Scores(NamedTuple):
@@ -317,26 +319,29 @@ class InferenceClient:
 
         Behind several replicas mid-rollout, a pinned chunk may reach a replica that does not
         serve the version (NOT_FOUND): such chunks are sent again, up to
-        :data:`PINNED_ATTEMPTS` times, so round robin reaches one that does. A version no
-        replica serves any more gives way to the next; when none answers every chunk, the
+        :data:`PINNED_ATTEMPTS` times, so round robin reaches one that does. A version
+        that no chunk got in :data:`PINNED_STALLS` attempts in a row is taken as served
+        nowhere any more and gives way to the next; when none answers every chunk, the
         client is asked to retry (503).
         """
         counts = Counter(r.model_version for r in responses)
         for version, _ in counts.most_common():
             merged = list(responses)
             redo = [i for i, r in enumerate(merged) if r.model_version != version]
-            for _ in range(PINNED_ATTEMPTS):
+            attempts = stalled = 0
+            while attempts < PINNED_ATTEMPTS and stalled < PINNED_STALLS:
+                attempts += 1
                 again = self._send_pinned(
                     schema, batch, [ranges[i] for i in redo], deadline, version
                 )
                 for index, response in zip(redo, again, strict=True):
                     if response is not None:
                         merged[index] = response
-                redo = [
-                    index for index, response in zip(redo, again, strict=True) if response is None
-                ]
-                if not redo:
+                left = [i for i, response in zip(redo, again, strict=True) if response is None]
+                if not left:
                     return merged
+                stalled = stalled + 1 if len(left) == len(redo) else 0
+                redo = left
         raise unavailable(
             "inference server: the model version changed during the call; retry",
             self._config.retry_after_s,
