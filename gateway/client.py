@@ -296,10 +296,10 @@ class InferenceClient:
         try:
             if len(ranges) == 1:
                 request = encode_request(schema, batch.columns, *ranges[0])
-                return [self._infer(request, timeout=deadline - time.monotonic())]
+                return [self._infer(request, timeout=self._left(deadline))]
             for start, stop in ranges:
                 request = encode_request(schema, batch.columns, start, stop)
-                calls.append(self._infer.future(request, timeout=deadline - time.monotonic()))
+                calls.append(self._infer.future(request, timeout=self._left(deadline)))
             return [call.result() for call in calls]
         except grpc.RpcError as exc:
             raise self._rpc_failure(exc) from None
@@ -356,15 +356,12 @@ class InferenceClient:
         version: str,
     ) -> list[pb.ModelInferResponse | None]:
         """One ModelInfer call per range pinned to ``version``; None where it was NOT_FOUND."""
-        calls = [
-            self._infer.future(
-                encode_request(schema, batch.columns, start, stop, version=version),
-                timeout=deadline - time.monotonic(),
-            )
-            for start, stop in ranges
-        ]
+        calls: list[Any] = []
         answers: list[pb.ModelInferResponse | None] = []
         try:
+            for start, stop in ranges:
+                request = encode_request(schema, batch.columns, start, stop, version=version)
+                calls.append(self._infer.future(request, timeout=self._left(deadline)))
             for call in calls:
                 try:
                     answers.append(call.result())
@@ -405,7 +402,7 @@ class InferenceClient:
                 schema, batch.columns, start, stop, EXPLANATION, version=schema.version
             )
             try:
-                response = self._infer(request, timeout=deadline - time.monotonic())
+                response = self._infer(request, timeout=self._left(deadline))
             except grpc.RpcError as exc:
                 raise self._rpc_failure(exc) from None
             n = stop - start
@@ -430,6 +427,16 @@ class InferenceClient:
             raise ApiError(502, f"unusable answer from the inference server: {exc}") from None
         probability = np.concatenate([p[PROBABILITY] for p in parts]).astype(np.float64)
         return probability, np.concatenate([p[CLASS] for p in parts]).astype(np.int64)
+
+    def _left(self, deadline: float) -> float:
+        """Seconds left before ``deadline``; a 504 once none are (no call is sent then)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reason = _REASONS[grpc.StatusCode.DEADLINE_EXCEEDED]
+            raise timed_out(
+                f"inference server: inference failed ({reason})", self._config.retry_after_s
+            )
+        return left
 
     def _rpc_failure(self, exc: grpc.RpcError) -> Exception:
         """The exception for a failed ModelInfer: stale metadata or an ApiError."""

@@ -17,10 +17,13 @@ from jsonschema import Draft202012Validator
 
 from gateway import contract, metrics
 from gateway.app import create_app
+from gateway.client import InferenceClient
 from gateway.config import ENV, Config, SettingsError, default_workers, settings
+from gateway.convert import Batch
 from gateway.errors import ApiError, detail, invalid_input, preview
 from gateway.oip_rest import OUTPUT_DATATYPES
 from gateway.openapi import OPENAPI
+from proto.codec import ModelSchema, TensorSpec
 
 
 def test_config_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -279,3 +282,14 @@ def test_gunicorn_hooks_manage_the_metrics_directory(
     monkeypatch.setenv("GATEWAY_METRICS_DIR_OWNED", "1")
     conf.on_exit(None)
     assert not directory.exists()
+
+
+def test_a_call_past_its_deadline_is_a_504_and_is_never_sent() -> None:
+    client = InferenceClient(Config(inference_target="127.0.0.1:1"))  # nothing listens there
+    schema = ModelSchema("m", "1", (TensorSpec("x0", "FP64"),))
+    batch = Batch(1, (np.array([1.0]),))
+    with pytest.raises(ApiError) as raised:
+        client.infer(schema, batch, chunk_rows=10, timeout_s=0)
+    assert raised.value.status == 504
+    assert "no answer within the deadline" in raised.value.message
+    assert raised.value.headers["Retry-After"] == "1"
