@@ -62,8 +62,8 @@ def summary(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
-BATCHING = ("inference_batch_requests",)
-"""The histogram of ModelInfer calls per model call (the server's dynamic batching)."""
+BATCHING = ("inference_batch_requests", "gateway_coalesced_requests")
+"""Histograms of requests per model call (server) and per ModelInfer call (gateway)."""
 
 
 def scrape(*urls: str | None) -> dict[str, float]:
@@ -174,7 +174,10 @@ def measure(
         "batch_cpu": batch_cpu,
         "batch_errors": sum(1 for s in batch if s.status != 200),
         "batch_mb": len(batch_body) / 1e6,
-        "batched": per_call(before, after, "inference_batch_requests"),
+        "coalesced": (
+            per_call(before, after, "gateway_coalesced_requests"),
+            per_call(before, after, "inference_batch_requests"),
+        ),
         "answers": np.array([item["probability"] for item in answer]),
     }
 
@@ -276,8 +279,13 @@ def report(
             f"| {GOALS['all']} | | |",
         ]
     lines += ["", *cpu_table(args.concurrency, n, stack, naive)]
-    server_merge = stack["batched"]
+    gateway_merge, server_merge = stack["coalesced"]
     lines.append("")
+    if gateway_merge is not None:
+        lines.append(
+            f"Gateway batching in the c={args.concurrency} run: {gateway_merge:.2f} "
+            "requests per ModelInfer call."
+        )
     if server_merge is not None:
         lines.append(
             f"Server batching in the c={args.concurrency} run: {server_merge:.2f} "

@@ -20,7 +20,8 @@ from numpy.typing import NDArray
 from werkzeug.exceptions import HTTPException
 
 from gateway import auth, contract, drain, memory, metrics, oip_rest, scan
-from gateway.client import InferenceClient, StaleSchemaError
+from gateway.client import InferenceClient, Scores, StaleSchemaError
+from gateway.coalesce import Coalescer
 from gateway.config import Config
 from gateway.convert import Batch, parse_body, rows_to_batch
 from gateway.decode import decoder_for
@@ -32,6 +33,7 @@ from proto.codec import CLASS, PROBABILITY, ModelSchema
 log = logging.getLogger("gateway")
 CLIENT_KEY = "gateway.client"
 _JSON = "application/json"
+_COALESCE_MAX_ROWS = 64  # requests this small may share a ModelInfer call
 VERSION_HEADER = "X-Model-Version"
 """The response header naming the model version that gave an answer."""
 _PIECE_BYTES = 1024 * 1024  # a body is read (and budgeted) this much at a time
@@ -68,6 +70,12 @@ def create_app(config: Config | None = None) -> Flask:
     app.wsgi_app = drain.read_to_the_end(app.wsgi_app, config.max_body_bytes)  # type: ignore[method-assign,assignment]
     client = InferenceClient(config)
     app.extensions[CLIENT_KEY] = client
+    coalescer = Coalescer(
+        lambda schema, batch, timeout: client.infer(schema, batch, batch.n_rows, timeout),
+        config.chunk_rows,
+        config.deadline_s,
+        config.retry_after_s,
+    )
     openapi_body = contract.encode(OPENAPI)
     budget = memory.Budget(config.memory_budget_bytes, config.retry_after_s)
     keys = auth.KeyRing.load(config.api_keys_file) if config.api_keys_file else None
@@ -111,7 +119,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.post("/predict")
     def predict() -> Response:
-        return _admitted(config, budget, lambda body, _: _score(client, config, body))
+        return _admitted(config, budget, lambda body, _: _score(client, coalescer, config, body))
 
     @app.post("/explain")
     def explain() -> Response:
@@ -148,7 +156,7 @@ def create_app(config: Config | None = None) -> Flask:
         return _admitted(
             config,
             budget,
-            lambda body, held: _oip_infer(client, config, name, body, reservation=held),
+            lambda body, held: _oip_infer(client, coalescer, config, name, body, reservation=held),
             accepts=oip_rest.accepts,
             count=oip_rest.count_values,
         )
@@ -248,12 +256,12 @@ def _count_values(body: bytes, config: Config) -> int:
 
 
 def _score(
-    client: InferenceClient, config: Config, body: bytes
+    client: InferenceClient, coalescer: Coalescer, config: Config, body: bytes
 ) -> tuple[list[contract.Prediction], str]:
     """Convert and score a body: one :class:`~gateway.contract.Prediction` a row, the version."""
     probability, label, version = _with_schema(
         client,
-        lambda schema: client.infer(schema, _convert(config, schema, body), config.chunk_rows),
+        lambda schema: _infer(client, coalescer, config, schema, _convert(config, schema, body)),
         lambda: parse_body(body),
     )
     metrics.observe_rows(len(label))
@@ -312,6 +320,7 @@ def _explanation(
 
 def _oip_infer(
     client: InferenceClient,
+    coalescer: Coalescer,
     config: Config,
     name: str,
     body: bytes,
@@ -332,7 +341,7 @@ def _oip_infer(
                 client, config, schema, batch, top=None, held=held, reservation=reservation
             )
             return schema, outputs, schema.version
-        scores = client.infer(schema, batch, config.chunk_rows)
+        scores = _infer(client, coalescer, config, schema, batch)
         metrics.observe_rows(batch.n_rows)
         return schema, {PROBABILITY: scores.probability, CLASS: scores.label}, scores.version
 
@@ -363,6 +372,19 @@ def _with_schema(
             return run(fresh)
         except StaleSchemaError as again:
             raise ApiError(502, f"inference server rejected the request: {again}") from None
+
+
+def _infer(
+    client: InferenceClient,
+    coalescer: Coalescer,
+    config: Config,
+    schema: ModelSchema,
+    batch: Batch,
+) -> Scores:
+    """Score a batch: small requests merged with concurrent ones, large ones in chunks."""
+    if batch.n_rows <= _COALESCE_MAX_ROWS:
+        return coalescer.infer(schema, batch)
+    return client.infer(schema, batch, config.chunk_rows)
 
 
 def _convert(config: Config, schema: ModelSchema, body: bytes) -> Batch:

@@ -28,8 +28,9 @@ class SettingsError(ValueError):
 def default_workers() -> int:
     """One gunicorn worker per two usable cores (at least one).
 
-    Threads overlap the waits on the inference server; the server merges concurrent
-    calls into one model call (figures in docs/performance.md).
+    Threads overlap the waits on the inference server, and the requests of one worker's
+    threads share ModelInfer calls under load (:mod:`gateway.coalesce`): fewer, busier
+    workers send fewer, larger calls (figures in docs/performance.md).
     """
     return max(1, len(os.sched_getaffinity(0)) // 2)
 

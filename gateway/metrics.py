@@ -137,6 +137,11 @@ ROWS = Histogram(
     "Rows per accepted /predict request.",
     buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
 )
+COALESCED = Histogram(
+    "gateway_coalesced_requests",
+    "Requests sent together in one ModelInfer call (merged while another was in flight).",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
 ANSWERS = Counter(
     "gateway_model_answers",
     "Requests answered with scores, by route and the model version that gave them.",
@@ -172,6 +177,12 @@ def observe_rows(n_rows: int) -> None:
 def count_answer(route: str, version: str) -> None:
     """Count a request answered with scores by model ``version``."""
     ANSWERS.labels(route, version).inc()
+
+
+@_best_effort
+def observe_coalesced(n_requests: int) -> None:
+    """Record how many requests shared one ModelInfer call."""
+    COALESCED.observe(n_requests)
 
 
 @_best_effort

@@ -21,13 +21,11 @@ Fixtures for the inference server: ``inference_bundle`` (the session's real bund
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,20 +127,6 @@ def health_status(port: int, service: str = "", timeout: float = 1.0) -> int | N
         except grpc.RpcError:
             return None
     return int(reply.status)
-
-
-def metrics_text(server: ManagedProcess) -> str:
-    """The inference server's Prometheus metrics, as text."""
-    url = f"http://127.0.0.1:{server.ports['metrics']}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text: str = response.read().decode()
-    return text
-
-
-def sample(text: str, name: str, labels: str = "") -> float:
-    """One sample's value in metrics text (0 when absent)."""
-    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def wait_serving(server: ManagedProcess, port: int, timeout: float = STARTUP_TIMEOUT_S) -> None:

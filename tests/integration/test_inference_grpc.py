@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,7 @@ from modeling.schema import COLUMNS, NUMERIC_COLUMNS
 from modeling.training.synthetic import synthetic_table
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
-from tests.integration.conftest import (
-    ManagedProcess,
-    StartInference,
-    infer_request,
-    metrics_text,
-    oip_columns,
-    sample,
-)
+from tests.integration.conftest import ManagedProcess, StartInference, infer_request, oip_columns
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +52,17 @@ def outputs(reply: pb.ModelInferResponse) -> dict[str, np.ndarray]:
         o.name: np.frombuffer(raw, kinds[o.datatype])
         for o, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
     }
+
+
+def metrics_text(server: ManagedProcess) -> str:
+    url = f"http://127.0.0.1:{server.ports['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def test_live_ready_and_metadata(stub, predictor: Predictor) -> None:
