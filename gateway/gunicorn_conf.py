@@ -88,7 +88,10 @@ def post_worker_init(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001
-    """Save the worker's coverage data."""
+    """Close the worker's gRPC channel (the server sees it go away); save its coverage."""
+    from gateway.app import shut_down  # already imported by the worker
+
+    shut_down(worker.wsgi)
     if _coverage is not None:
         _coverage.stop()
         _coverage.save()

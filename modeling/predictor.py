@@ -1,6 +1,7 @@
-"""A loaded model bundle that scores raw columns: the transport-free data plane.
+"""A loaded model bundle that scores and explains raw columns.
 
-The inference server wraps exactly this class; nothing here knows about gRPC or HTTP.
+The inference server's data plane (:mod:`inference.dataplane`) serves exactly this class;
+nothing here knows about gRPC or HTTP.
 """
 
 from __future__ import annotations

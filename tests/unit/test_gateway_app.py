@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from gateway.app import CLIENT_KEY, create_app, warm_up
+from gateway.app import create_app, shut_down, warm_up
 from gateway.config import Config
 
 ROW = b'{"x0": "9.521496806", "x1": "wed"}'
@@ -32,7 +32,7 @@ def client() -> Iterator[FlaskClient]:
     )
     app = create_app(config)
     yield app.test_client()
-    app.extensions[CLIENT_KEY].close()
+    shut_down(app)
 
 
 def post(client: FlaskClient, body: bytes, content_type: str | None = "application/json"):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway import auth, metrics
-from gateway.app import CLIENT_KEY, create_app
+from gateway.app import create_app, shut_down
 from gateway.config import Config
 from tests.unit.test_gateway_app import ROW, closed_port
 
@@ -55,7 +55,7 @@ def make_app(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
 
     yield make
     for app in apps:
-        app.extensions[CLIENT_KEY].close()
+        shut_down(app)
 
 
 def rejected(reason: str) -> float:
@@ -101,7 +101,7 @@ def test_keys_are_off_by_default() -> None:
     try:
         assert post(app.test_client(), {}).status_code in (503, 504)  # scored (no server)
     finally:
-        app.extensions[CLIENT_KEY].close()
+        shut_down(app)
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
