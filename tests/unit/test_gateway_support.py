@@ -270,9 +270,10 @@ def test_gunicorn_hooks_manage_the_metrics_directory(
     monkeypatch.delenv("COVERAGE_PROCESS_START", raising=False)
     conf.on_starting(None)
     assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
-    worker = SimpleNamespace(pid=999_999)
+    app = create_app(Config(inference_target="127.0.0.1:1"))
+    worker = SimpleNamespace(pid=999_999, wsgi=app)
     conf.post_fork(None, worker)  # no coverage requested: nothing started
-    conf.worker_exit(None, worker)
+    conf.worker_exit(None, worker)  # closes the app's channel, whether or not it connected
     (directory / "gauge_livesum_999999.db").write_bytes(b"")
     conf.child_exit(None, worker)  # a dead worker's live gauges no longer count
     assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
