@@ -230,7 +230,7 @@ if [ -z "$(serving_manifest)" ] || { [ -n "$train_csv" ] && is_demo; }; then
 ##########################################################################################
 
 NOTICE
-        "$PYTHON" -m modeling train --synthetic 3000 --profile quick --repository "$REPOSITORY"
+        "$PYTHON" -m modeling train --synthetic 3000 --preset quick --repository "$REPOSITORY"
     fi
     rm -f "$REPOSITORY/SERVING" # the new version, the latest, is the one to serve
 fi

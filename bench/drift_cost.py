@@ -107,7 +107,7 @@ def main() -> None:
         bundle = args.bundle
         if bundle is None:
             bundle = Path(scratch) / "quick"
-            argv = ["train", "--synthetic", "2000", "--profile", "quick", "--out", str(bundle)]
+            argv = ["train", "--synthetic", "2000", "--preset", "quick", "--out", str(bundle)]
             assert modeling_main(argv) == 0
         predictor = Predictor.from_bundle(bundle)
     profile = predictor.profile

@@ -94,9 +94,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", type=Path, default=Path("docs/model_report.md"))
-    parser.add_argument("--profile", default="default", help="parameter profile of params.json")
+    parser.add_argument("--preset", default="default", help="parameter preset of params.json")
     args = parser.parse_args()
-    insert(args.report, run(args.sets, args.rows, args.seed, args.profile))
+    insert(args.report, run(args.sets, args.rows, args.seed, args.preset))
     print(f"section written into {args.report}", file=sys.stderr)
     return 0
 

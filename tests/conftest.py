@@ -13,7 +13,7 @@ from modeling.training.cli import main as modeling_main
 def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real bundle trained once per session on 2,000 synthetic rows ('quick' profile)."""
     out = tmp_path_factory.mktemp("bundles") / "quick"
-    code = modeling_main(["train", "--synthetic", "2000", "--profile", "quick", "--out", str(out)])
+    code = modeling_main(["train", "--synthetic", "2000", "--preset", "quick", "--out", str(out)])
     assert code == 0
     return out
 
@@ -26,6 +26,6 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     root = tmp_path_factory.mktemp("repository") / "scoring"
     for seed in ("0", "7"):
-        argv = ["train", "--synthetic", "2000", "--profile", "quick", "--seed", seed]
+        argv = ["train", "--synthetic", "2000", "--preset", "quick", "--seed", seed]
         assert modeling_main([*argv, "--repository", str(root)]) == 0
     return root

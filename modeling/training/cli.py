@@ -19,7 +19,7 @@ from modeling.predictor import Predictor
 from modeling.repository import Repository
 from modeling.training.data import DataError, read_csv
 from modeling.training.fit import TrainingSet, train, training_set
-from modeling.training.params import PROFILES, load_params
+from modeling.training.params import PRESETS, load_params
 from modeling.training.synthetic import synthetic_table
 
 DEMO_NOTICE = (
@@ -44,7 +44,7 @@ class Reporter:
 def _load_training(args: argparse.Namespace) -> tuple[TrainingSet, dict[str, Any], bool]:
     """Read --train or make --synthetic rows; return them, the parameters and the demo flag.
 
-    The parameter profile is --profile, else ``quick`` for a synthetic demo and
+    The parameter preset is --preset, else ``quick`` for a synthetic demo and
     ``default`` for real data; --folds overrides its fold count.
     """
     if args.train is not None:
@@ -55,7 +55,7 @@ def _load_training(args: argparse.Namespace) -> tuple[TrainingSet, dict[str, Any
     else:
         columns, target = synthetic_table(args.synthetic, seed=args.seed)
         data, demo = training_set(columns, target, {"synthetic_rows": args.synthetic}), True
-    params = load_params(args.profile or ("quick" if demo else "default"))
+    params = load_params(args.preset or ("quick" if demo else "default"))
     if args.folds:
         params["folds"] = args.folds
     return data, params, demo
@@ -173,10 +173,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--folds", type=int, default=0, help="override the number of CV folds")
     parser.add_argument(
-        "--profile",
-        choices=PROFILES,
+        "--preset",
+        choices=PRESETS,
         default=None,
-        help="parameter profile from params.json (default: 'default' with --train, "
+        help="parameter preset from params.json (default: 'default' with --train, "
         "'quick' with --synthetic)",
     )
 

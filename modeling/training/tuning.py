@@ -4,7 +4,7 @@ A trial is scored by the one cross-validation of training
 (:func:`~modeling.training.crossval.out_of_fold`: columns selected per fold, rounds
 early-stopped per fold, pooled out-of-fold AUC), so tuning optimises exactly what
 ``train`` measures. Rounds are never searched: every fold finds them itself. The best
-parameters are written into ``params.json`` (profile ``default``) unless ``--dry-run``.
+parameters are written into ``params.json`` (preset ``default``) unless ``--dry-run``.
 """
 
 from __future__ import annotations

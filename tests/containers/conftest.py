@@ -77,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {
         "TRAIN_DATA_DIR": str(data),
         "TRAIN_CSV_NAME": "train.csv",
-        "TRAIN_ARGS": "--profile quick",
+        "TRAIN_ARGS": "--preset quick",
         "GATEWAY_HOST_ADDR": "127.0.0.1",
         "GATEWAY_HOST_PORT": str(free_port()),
     }

@@ -230,7 +230,7 @@ def test_the_readme_s_commands_roll_a_version_forward_and_back(
 ) -> None:
     """Train version 2 into the volume, put it into service on every replica, roll back to 1."""
     trainer = ("run", "--rm", "trainer", "python", "-m")
-    stack.compose_cmd(*trainer, "modeling", "train", "--synthetic", "2000", "--profile",
+    stack.compose_cmd(*trainer, "modeling", "train", "--synthetic", "2000", "--preset",
                       "quick", "--seed", "7", "--repository", REPOSITORY)  # fmt: skip
     assert served_versions(stack, 12) == {"1"}  # trained beside version 1, not yet served
     rows = synthetic_records(50, seed=27)

@@ -345,7 +345,7 @@ def test_a_replaced_model_is_picked_up_without_restart(
             "train",
             "--synthetic",
             "2000",
-            "--profile",
+            "--preset",
             "quick",
             "--seed",
             "1",

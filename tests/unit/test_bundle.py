@@ -55,7 +55,7 @@ def test_predictor_handles_an_empty_batch_and_reports_unrecognised_values(quick_
 
 def test_training_is_reproducible(quick_bundle, tmp_path):
     again = tmp_path / "again"
-    assert main(["train", "--synthetic", "2000", "--profile", "quick", "--out", str(again)]) == 0
+    assert main(["train", "--synthetic", "2000", "--preset", "quick", "--out", str(again)]) == 0
     first, second = read_manifest(quick_bundle), read_manifest(again)
     assert first["cv_metrics"] == second["cv_metrics"]
     assert first["threshold"] == second["threshold"]

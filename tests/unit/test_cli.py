@@ -41,7 +41,7 @@ def test_train_from_a_csv_file_is_not_a_demo(tmp_path, capsys):
     out = tmp_path / "bundle"
     assert (
         main(
-            ["train", "--train", str(data), "--profile", "quick", "--folds", "2", "--out", str(out)]
+            ["train", "--train", str(data), "--preset", "quick", "--folds", "2", "--out", str(out)]
         )
         == 0
     )
@@ -83,20 +83,20 @@ def test_unreadable_file_and_missing_bundle_are_one_line_errors(tmp_path, capsys
     assert "no model bundle" in capsys.readouterr().err
 
 
-def test_unknown_profile_is_refused():
+def test_unknown_preset_is_refused():
     from modeling.training.params import load_params
 
-    with pytest.raises(KeyError, match="no parameter profile 'turbo'"):
+    with pytest.raises(KeyError, match="no parameter preset 'turbo'"):
         load_params("turbo")
 
 
-@pytest.mark.parametrize("profile", ["quick", "default"])
-def test_training_refuses_too_few_rows_in_one_line(tmp_path, capsys, profile):
+@pytest.mark.parametrize("preset", ["quick", "default"])
+def test_training_refuses_too_few_rows_in_one_line(tmp_path, capsys, preset):
     # issue #12 item 9: 50 rows with 7 positives gave a traceback (n_components = 8,
-    # n_samples = 6) with the default profile, and a bundle of CV AUC 0.66 with quick.
+    # n_samples = 6) with the default preset, and a bundle of CV AUC 0.66 with quick.
     data = _write_csv(tmp_path / "small.csv", 50, positives=7)
     out = tmp_path / "bundle"
-    code = main(["train", "--train", str(data), "--profile", profile, "--out", str(out)])
+    code = main(["train", "--train", str(data), "--preset", preset, "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
     assert "error: too few rows to learn from: 7 rows of class y=1" in err
@@ -123,7 +123,7 @@ def test_training_names_a_file_that_is_not_utf8(tmp_path, capsys):
 def test_training_warns_loudly_when_the_interval_is_too_wide_to_trust(tmp_path, capsys):
     data = _write_csv(tmp_path / "few.csv", 200)
     out = tmp_path / "bundle"
-    assert main(["train", "--train", str(data), "--profile", "quick", "--out", str(out)]) == 0
+    assert main(["train", "--train", str(data), "--preset", "quick", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "*** WARNING: the stack's cross-validated AUC" in err
     assert "too few rows to trust" in err

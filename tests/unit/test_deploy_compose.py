@@ -128,7 +128,7 @@ TRAIN = "--repository /models/scoring"
         ({"scoring/1": {"demo": False}}, True, "nothing to do"),
         ({"scoring/1": {"demo": True}}, False, "keeping the DEMO version"),
         ({"scoring/1": {"demo": True}}, True, f"TRAIN --train /data/train.csv {TRAIN}"),
-        ({}, "quick", f"TRAIN --train /data/train.csv --profile quick {TRAIN}"),
+        ({}, "quick", f"TRAIN --train /data/train.csv --preset quick {TRAIN}"),
         ({"current": {"demo": False}}, True, "/models/current becomes version 1"),
         ({"scoring/1": {"demo": False}, "scoring/2": {"demo": True}}, True, "nothing to do"),
     ],
@@ -183,7 +183,7 @@ def test_trainer_decides_whether_to_train(
             "PATH": f"{stub}:{os.environ['PATH']}",
             "TRAIN_CSV": str(data / "train.csv"),
             "TRAIN_SYNTHETIC_ROWS": "500",
-            "TRAIN_ARGS": "--profile quick" if csv == "quick" else "",
+            "TRAIN_ARGS": "--preset quick" if csv == "quick" else "",
         },
     )
     output = (result.stdout + result.stderr).replace(str(tmp_path), "")

@@ -14,7 +14,7 @@ from modeling.training.params import load_params
 from modeling.training.synthetic import synthetic_table
 
 QUICK = {name: candidates(load_params("quick")[name])[0] for name in LEARNERS}
-"""One fixed set of parameters per learner: the first option of the quick profile."""
+"""One fixed set of parameters per learner: the first option of the quick preset."""
 
 
 @pytest.fixture(scope="module")

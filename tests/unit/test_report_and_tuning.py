@@ -30,7 +30,7 @@ def test_evaluate_writes_the_report_with_figures(tmp_path, capsys):
             "evaluate",
             "--synthetic",
             "800",
-            "--profile",
+            "--preset",
             "quick",
             "--folds",
             "2",
