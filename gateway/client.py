@@ -120,6 +120,12 @@ class Scores(NamedTuple):
     version: str
 
 
+def deadline_passed(retry_after_s: int) -> ApiError:
+    """The 504 of an inference call whose deadline passed (gRPC's or the gateway's own)."""
+    reason = _REASONS[grpc.StatusCode.DEADLINE_EXCEEDED]
+    return timed_out(f"inference server: inference failed ({reason})", retry_after_s)
+
+
 class StaleSchemaError(Exception):
     """The server rejected a call made from the cached metadata (the model may have changed)."""
 
@@ -432,10 +438,7 @@ class InferenceClient:
         """Seconds left before ``deadline``; a 504 once none are (no call is sent then)."""
         left = deadline - time.monotonic()
         if left <= 0:
-            reason = _REASONS[grpc.StatusCode.DEADLINE_EXCEEDED]
-            raise timed_out(
-                f"inference server: inference failed ({reason})", self._config.retry_after_s
-            )
+            raise deadline_passed(self._config.retry_after_s)
         return left
 
     def _rpc_failure(self, exc: grpc.RpcError) -> Exception:

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway import metrics
-from gateway.client import Scores
+from gateway.client import Scores, deadline_passed
 from gateway.convert import Batch, concat_batches
-from gateway.errors import ApiError, timed_out
+from gateway.errors import ApiError
 from proto.codec import ModelSchema
 
 Infer = Callable[[ModelSchema, Batch, float], Scores]
@@ -78,7 +78,7 @@ class Coalescer:
                 with self._lock:
                     if me in self._queue:  # still waiting its turn at its deadline: give up
                         self._queue.remove(me)
-                        raise self._too_late()
+                        raise deadline_passed(self._retry_after_s)
                 me.done.wait()  # taken into a group just now: its call ends by its deadline
             if me.lead is None:
                 return me.outcome()
@@ -95,7 +95,7 @@ class Coalescer:
         try:
             timeout = min(r.deadline for r in group) - time.monotonic()
             if timeout <= 0:
-                raise self._too_late()
+                raise deadline_passed(self._retry_after_s)
             if len(group) == 1:
                 group[0].scores = self._infer(group[0].schema, group[0].batch, timeout)
                 return
@@ -113,12 +113,6 @@ class Coalescer:
         finally:
             for request in group[1:]:
                 request.done.set()
-
-    def _too_late(self) -> ApiError:
-        return timed_out(
-            "inference server: inference failed (no answer within the deadline)",
-            self._retry_after_s,
-        )
 
     def _hand_over(self) -> None:
         """Pass the queued requests to the first of them, or mark the line idle."""

@@ -452,15 +452,10 @@ def _decode_raw(spec: TensorSpec, raw: bytes, rows: int) -> NDArray[Any]:
 
 
 def _decode_typed(spec: TensorSpec, contents: pb.InferTensorContents, rows: int) -> NDArray[Any]:
-    values: Sequence[Any] = (
-        contents.bytes_contents
-        if spec.datatype == BYTES
-        else _typed_contents(contents, spec.datatype)
-    )
+    values = _typed_contents(contents, spec.datatype)
     if len(values) != rows:
-        field_name = "bytes_contents" if spec.datatype == BYTES else _CONTENTS[spec.datatype]
         raise CodecError(
-            f"input {spec.name}: {field_name} has {len(values)} values, "
+            f"input {spec.name}: {_CONTENTS[spec.datatype]} has {len(values)} values, "
             f"expected {rows} for shape [{rows}]"
         )
     if spec.datatype == BYTES:
@@ -549,11 +544,12 @@ _CONTENTS = {
     INT64: "int64_contents",
     INT32: "int_contents",
     BOOL: "bool_contents",
+    BYTES: "bytes_contents",
 }
-"""The typed contents field of each numeric datatype."""
+"""The typed contents field of each datatype."""
 
 
 def _typed_contents(contents: pb.InferTensorContents, datatype: str) -> Sequence[Any]:
-    """The typed ``contents`` field matching a numeric datatype."""
+    """The typed ``contents`` field matching a datatype."""
     values: Sequence[Any] = getattr(contents, _CONTENTS[datatype])
     return values
